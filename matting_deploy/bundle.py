@@ -1,0 +1,119 @@
+"""The model bundle: a folder of artifacts described by ``manifest.json``.
+
+``export`` creates it; ``calibrate``, ``build`` and ``validate`` add to it. Every file in the
+bundle has an entry under ``files`` with its sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import MattingDeployError
+from .fileio import sha256_file, write_json
+
+MANIFEST = "manifest.json"
+ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+ENGINE_FILE = "model.{precision}.engine"
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One recurrent state: input name, output name and its static shape (None if dynamic)."""
+
+    input: str
+    output: str
+    shape: tuple[int, ...] | None
+
+
+class Bundle:
+    """Read access to a bundle folder and atomic updates of its manifest."""
+
+    def __init__(self, root: str | os.PathLike, manifest: dict[str, Any]):
+        self.root = Path(root)
+        self.manifest = manifest
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> Bundle:
+        root = Path(root)
+        path = root / MANIFEST
+        if not root.is_dir():
+            raise MattingDeployError(f"{root}: bundle folder does not exist")
+        if not path.is_file():
+            raise MattingDeployError(f"{path}: no manifest (make the bundle with 'matting-deploy export')")
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise MattingDeployError(f"{path}: unreadable manifest ({e})") from None
+        for key in ("model", "input", "artifacts", "files"):
+            if key not in manifest:
+                raise MattingDeployError(f"{path}: manifest lacks '{key}'")
+        return cls(root, manifest)
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """The (height, width) every image is preprocessed to."""
+        return int(self.manifest["input"]["height"]), int(self.manifest["input"]["width"])
+
+    @property
+    def downsample_ratio(self) -> float | None:
+        """RVM's ratio (baked into static graphs, fed as an input to dynamic ones)."""
+        return self.manifest["input"].get("downsample_ratio")
+
+    @property
+    def dynamic(self) -> bool:
+        return bool(self.manifest["input"].get("dynamic", False))
+
+    @property
+    def states(self) -> list[StateSpec]:
+        return [
+            StateSpec(s["input"], s["output"], tuple(s["shape"]) if s.get("shape") else None)
+            for s in self.manifest.get("states", [])
+        ]
+
+    @property
+    def recurrent(self) -> bool:
+        return bool(self.manifest.get("states"))
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """Artifact name (fp32, fp16, int8, trt-fp16, ...) -> file name in the bundle."""
+        return dict(self.manifest["artifacts"])
+
+    def artifact_path(self, artifact: str) -> Path:
+        """Path of an artifact, checked to exist and to match its recorded sha256."""
+        files = self.artifacts
+        if artifact not in files:
+            raise MattingDeployError(
+                f"{self.root}: bundle has no '{artifact}' artifact (has: {', '.join(files)})"
+            )
+        path = self.root / files[artifact]
+        if not path.is_file():
+            raise MattingDeployError(f"{path}: artifact file is missing")
+        return path
+
+    def verify(self, artifact: str) -> Path:
+        """Like :meth:`artifact_path`, also checking the file's sha256 against the manifest."""
+        path = self.artifact_path(artifact)
+        want = self.manifest["files"].get(path.name, {}).get("sha256")
+        if want and sha256_file(path) != want:
+            raise MattingDeployError(f"{path}: sha256 differs from manifest.json (file changed?)")
+        return path
+
+    def add_file(self, name: str, artifact: str | None = None, **info: Any) -> None:
+        """Record a file (already in the bundle folder) with its sha256; does not save."""
+        entry = {"sha256": sha256_file(self.root / name), **info}
+        self.manifest["files"][name] = entry
+        if artifact is not None:
+            self.manifest["artifacts"][artifact] = name
+
+    def save(self) -> None:
+        """Write the manifest atomically."""
+        write_json(self.root / MANIFEST, self.manifest)

@@ -1,0 +1,1 @@
+"""Runners: one calling convention (open / run / reset / close) over every engine."""

@@ -1,0 +1,106 @@
+"""onnxruntime runner (CPU always; CUDA and TensorRT execution providers when installed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import Bundle, StateSpec
+from ..errors import MattingDeployError
+
+# Backend name -> onnxruntime execution providers, in order of preference.
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "ort-trt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def available_backends() -> list[str]:
+    """The onnxruntime backends usable on this machine."""
+    import onnxruntime as ort
+
+    have = set(ort.get_available_providers())
+    return [name for name, provs in PROVIDERS.items() if provs[0] in have]
+
+
+def make_session(path: str | os.PathLike, backend: str = "cpu", threads: int = 0):
+    """An InferenceSession for ``path`` on ``backend``; a clear error if it cannot load."""
+    import onnxruntime as ort
+
+    if backend not in PROVIDERS:
+        raise MattingDeployError(f"unknown onnxruntime backend '{backend}' ({', '.join(PROVIDERS)})")
+    if backend not in available_backends():
+        raise MattingDeployError(
+            f"backend '{backend}' needs {PROVIDERS[backend][0]}, which this onnxruntime lacks"
+        )
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=PROVIDERS[backend])
+    except Exception as e:  # onnxruntime raises several unrelated types
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MattingDeployError(f"{path}: onnxruntime cannot load the model ({msg})") from None
+
+
+class OrtRunner:
+    """Runs an ONNX artifact; for RVM it owns r1..r4 and feeds each output back as the next input."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        states: list[StateSpec] | None = None,
+        downsample_ratio: float | None = None,
+        backend: str = "cpu",
+        threads: int = 0,
+    ):
+        self.path = Path(path)
+        self.session = make_session(path, backend, threads)
+        self.backend = backend
+        self.state_specs = list(states or [])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.downsample_ratio = downsample_ratio
+        self.state: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Bundle, artifact: str = "fp32", backend: str = "cpu", threads: int = 0
+    ) -> OrtRunner:
+        return cls(bundle.artifact_path(artifact), bundle.states, bundle.downsample_ratio,
+                   backend, threads)
+
+    def _zero_state(self, spec: StateSpec, src: np.ndarray) -> np.ndarray:
+        if spec.shape is not None and spec.shape[0] == src.shape[0]:
+            return np.zeros(spec.shape, np.float32)
+        # Dynamic graphs broadcast a [N,1,1,1] zero state, like the official release.
+        return np.zeros((src.shape[0], 1, 1, 1), np.float32)
+
+    def feed(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
+        src = np.ascontiguousarray(src, dtype=np.float32)
+        if src.ndim != 4 or src.shape[1] != 3:
+            raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
+        feed = {"src": src}
+        for spec in self.state_specs:
+            feed[spec.input] = self.state.get(spec.input)
+            if feed[spec.input] is None:
+                feed[spec.input] = self._zero_state(spec, src)
+        if "downsample_ratio" in self.input_names:
+            feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
+        return feed
+
+    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        outs = dict(zip(self.output_names, self.session.run(None, self.feed(src)), strict=True))
+        self.state = {spec.input: outs[spec.output] for spec in self.state_specs}
+        return outs
+
+    def reset(self) -> None:
+        self.state = {}
+
+    def close(self) -> None:
+        self.session = None
