@@ -1,0 +1,42 @@
+"""FP16 conversion with onnxconverter-common: FP16 weights and math, FP32 inputs and outputs."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper
+
+# Kept in FP32 on top of onnxconverter-common's defaults: Resize (its scales/sizes inputs must
+# stay FP32), and the ops whose FP16 range or precision is risky (reductions, exp/log, division).
+FP32_OPS = (
+    "Resize", "ReduceMean", "ReduceSum", "ReduceL2", "Softmax", "Exp", "Log", "Pow", "Div",
+    "Sqrt", "InstanceNormalization", "LayerNormalization", "Range", "CumSum",
+)
+
+
+def _route_outputs_through_identity(model: onnx.ModelProto) -> None:
+    """Give every graph output its own producer.
+
+    A graph output that also feeds other nodes (RVM's r1o..r4o feed a Concat) confuses
+    keep_io_types, which must cast the output back to FP32 without changing the inner edge.
+    """
+    graph = model.graph
+    for out in graph.output:
+        inner = f"{out.name}__fp16_inner"
+        for node in graph.node:
+            node.output[:] = [inner if o == out.name else o for o in node.output]
+            node.input[:] = [inner if i == out.name else i for i in node.input]
+        graph.node.append(helper.make_node("Identity", [inner], [out.name], name=f"{out.name}_out"))
+
+
+def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """An FP16 copy of ``model`` with FP32 graph inputs/outputs and :data:`FP32_OPS` kept in FP32."""
+    from onnxconverter_common import float16
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    del model.graph.value_info[:]  # stale shapes from the simplifier contradict the new Casts
+    _route_outputs_through_identity(model)
+    block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
+    out = float16.convert_float_to_float16(
+        model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
+    )
+    return out

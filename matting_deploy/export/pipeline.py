@@ -1,0 +1,193 @@
+"""``export``: network (or existing ONNX) -> simplified, checked, parity-verified bundle."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import onnx
+
+from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, StateSpec
+from ..errors import MattingDeployError
+from ..fileio import staging_dir
+from ..models.specs import RVM_STATE_NAMES
+from ..runtimes.onnxruntime_runner import OrtRunner
+from . import onnx_tools
+from .parity import FP32_MAX_ABS, compare, parity_frames
+
+BUNDLE_FORMAT = 1
+VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
+
+
+@dataclass
+class ExportOptions:
+    model: str
+    out: Path
+    variant: str = "mobilenetv3"
+    weights: str | None = None
+    height: int = 480
+    width: int = 288
+    downsample_ratio: float = 1.0
+    dynamic: bool = False
+    opset: int = 17
+    fp16: bool = False
+    from_onnx: str | None = None
+    force: bool = False
+
+
+class Progress:
+    """One line per stage with its duration, and the total at the end."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log, self.start, self.last = log, time.perf_counter(), time.perf_counter()
+
+    def stage(self, name: str, detail: str = "") -> None:
+        now = time.perf_counter()
+        self.log(f"[{name:<8}] {now - self.last:6.2f}s  {detail}".rstrip())
+        self.last = now
+
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _check_target(opts: ExportOptions) -> None:
+    taken = [opts.out / n for n in (MANIFEST, *ARTIFACT_FILES.values()) if (opts.out / n).exists()]
+    if taken and not opts.force:
+        raise MattingDeployError(f"{taken[0]}: already exists (pass --force to overwrite the bundle)")
+    if opts.out.exists() and not opts.out.is_dir():
+        raise MattingDeployError(f"{opts.out}: exists and is not a folder")
+
+
+def _validate(opts: ExportOptions) -> None:
+    if opts.model not in ("modnet", "rvm"):
+        raise MattingDeployError(f"unknown model '{opts.model}' (modnet or rvm)")
+    if opts.height <= 0 or opts.width <= 0:
+        raise MattingDeployError(f"bad input size {opts.height}x{opts.width}")
+    if opts.model == "modnet" and (opts.height % 32 or opts.width % 32):
+        raise MattingDeployError(
+            f"MODNet needs height and width divisible by 32, got {opts.height}x{opts.width}"
+        )
+    if not 0 < opts.downsample_ratio <= 1:
+        raise MattingDeployError(f"--downsample-ratio must be in (0, 1], got {opts.downsample_ratio}")
+    if opts.from_onnx and opts.model != "rvm":
+        raise MattingDeployError("--from-onnx is for RVM graphs (use --model rvm)")
+    if opts.from_onnx and opts.dynamic:
+        raise MattingDeployError("--from-onnx makes a static graph; drop --dynamic")
+    if opts.opset < 13:
+        raise MattingDeployError(f"--opset {opts.opset}: need 13 or later (per-channel Q/DQ, Resize)")
+
+
+def _state_specs(shapes: list[tuple[int, ...]] | None) -> list[StateSpec]:
+    if shapes is None:
+        return []
+    return [StateSpec(i, o, tuple(s)) for (i, o), s in zip(RVM_STATE_NAMES, shapes, strict=True)]
+
+
+def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bundle:
+    """Run every stage into a staging folder, then move the files into ``opts.out``."""
+    _validate(opts)
+    _check_target(opts)
+    progress = Progress(log)
+    parent = opts.out.resolve().parent
+    with staging_dir(parent) as stage:
+        raw = stage / "raw.onnx"
+        if opts.from_onnx:
+            from .from_onnx import load_source, make_static, state_channels, variant_of
+
+            source = load_source(opts.from_onnx)
+            variant = variant_of(state_channels(source, opts.from_onnx))
+            model, shapes = make_static(source, opts.from_onnx, opts.height, opts.width, opts.downsample_ratio)
+            progress.stage("build", f"loaded {opts.from_onnx} (RVM {variant})")
+            reference = OrtRunner(opts.from_onnx, _state_specs(shapes), opts.downsample_ratio)
+            against, source_desc, weights = "source-onnx", f"onnx:{Path(opts.from_onnx).name}", None
+            progress.stage("export", "fixed input and state shapes, baked downsample_ratio")
+        else:
+            from .torch_export import TorchRunner, build_network, export_onnx, state_shapes, wrap
+
+            if not opts.weights:
+                log("WARNING: no --weights given: the network has seeded random weights; "
+                    "this bundle is for pipeline testing only")
+            net = build_network(opts.model, opts.variant, opts.weights)
+            graph = wrap(opts.model, net, opts.downsample_ratio).eval()
+            variant = opts.variant if opts.model == "rvm" else "mobilenetv2"
+            progress.stage("build", f"{opts.model} {variant} ({sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params)")
+            export_onnx(graph, opts.model, variant, opts.height, opts.width,
+                        opts.downsample_ratio, opts.opset, opts.dynamic, raw)
+            model = onnx.load(str(raw))
+            shapes = state_shapes(variant, opts.height, opts.width, opts.downsample_ratio) if opts.model == "rvm" else None
+            reference = TorchRunner(graph, opts.model, variant, opts.downsample_ratio)
+            against, source_desc, weights = "pytorch", "pytorch", opts.weights
+            progress.stage("export", f"torch.onnx.export opset {opts.opset}")
+
+        model, why = onnx_tools.simplify(model)
+        progress.stage("simplify", "onnxsim" if why is None else f"FAILED, keeping the unsimplified graph: {why}")
+        onnx_tools.tidy_resize(model)
+        model = onnx_tools.upgrade_opset(model, opts.opset)
+        model = onnx_tools.check(model)
+        fp32_path = stage / ARTIFACT_FILES["fp32"]
+        onnx.save(model, str(fp32_path))
+        states = _state_specs(shapes)
+        frames = parity_frames(opts.height, opts.width, 5 if states else 2)
+        fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio)
+        parity = {"fp32": compare(reference, fp32, frames, against)}
+        progress.stage("check", f"onnx.checker ok; parity vs {against}: max {parity['fp32']['max_abs']:.2e} "
+                                f"mean {parity['fp32']['mean_abs']:.2e}, all outputs max {parity['fp32']['max_abs_all']:.2e}, "
+                                f"{len(frames)} frames")
+        worst = max(parity["fp32"]["max_abs"], parity["fp32"]["max_abs_all"])
+        if worst > FP32_MAX_ABS:
+            raise MattingDeployError(
+                f"FP32 parity failed: max |onnx - {against}| = {worst:.3g} > {FP32_MAX_ABS:g} "
+                f"(alpha {parity['fp32']['max_abs']:.3g})"
+            )
+        files = [fp32_path]
+        if opts.fp16:
+            from .fp16 import to_fp16
+
+            fp16_path = stage / ARTIFACT_FILES["fp16"]
+            onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
+            parity["fp16"] = compare(fp32, OrtRunner(fp16_path, states, opts.downsample_ratio), frames, "fp32")
+            files.append(fp16_path)
+            progress.stage("fp16", f"parity vs fp32: max {parity['fp16']['max_abs']:.2e} "
+                                   f"mean {parity['fp16']['mean_abs']:.2e}")
+        inputs, outputs = onnx_tools.io_spec(model)
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "model": opts.model,
+            "variant": variant,
+            "source": source_desc,
+            "weights": weights,
+            "input": {"height": opts.height, "width": opts.width, "dynamic": opts.dynamic,
+                      "downsample_ratio": opts.downsample_ratio if opts.model == "rvm" else None},
+            "opset": opts.opset,
+            "inputs": inputs,
+            "outputs": outputs,
+            "states": [{"input": s.input, "output": s.output, "shape": list(s.shape)} for s in states],
+            "files": {},
+            "artifacts": {},
+            "versions": versions(),
+            "parity": parity,
+            "simplified": why is None,
+        }
+        opts.out.mkdir(parents=True, exist_ok=True)
+        bundle = Bundle(opts.out, manifest)
+        for path, artifact in zip(files, ("fp32", "fp16"), strict=False):
+            os.replace(path, opts.out / path.name)
+            bundle.add_file(path.name, artifact=artifact, precision=artifact)
+        manifest["export_seconds"] = round(progress.total(), 2)
+        bundle.save()
+    log(f"wrote {opts.out} ({', '.join(bundle.artifacts.values())}, {MANIFEST}) in {progress.total():.1f}s")
+    return bundle

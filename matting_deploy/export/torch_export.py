@@ -1,0 +1,135 @@
+"""PyTorch side of the export: networks wrapped to the ONNX contract, traced to ONNX."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import MattingDeployError
+from ..models.specs import RVM_STATE_CHANNELS, rvm_state_shapes
+
+SEED = 0
+
+
+class ModnetGraph(nn.Module):
+    """src RGB [0,1] -> pha; MODNet's (x-0.5)/0.5 normalisation lives in the graph."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        return self.net((src - 0.5) / 0.5, True)[2]
+
+
+class RvmGraph(nn.Module):
+    """(src, r1i..r4i) -> (fgr, pha, r1o..r4o) at a fixed downsample ratio."""
+
+    def __init__(self, net: nn.Module, downsample_ratio: float):
+        super().__init__()
+        self.net = net
+        self.downsample_ratio = float(downsample_ratio)
+
+    def forward(self, src, r1, r2, r3, r4):
+        fgr, pha, *states = self.net(src, r1, r2, r3, r4, downsample_ratio=self.downsample_ratio)
+        return (fgr, pha, *states)
+
+
+def build_network(model: str, variant: str, weights: str | None) -> nn.Module:
+    """The PyTorch network in eval mode: official weights when given, else seeded random."""
+    torch.manual_seed(SEED)
+    if model == "modnet":
+        from ..models.modnet import MODNet
+
+        net = MODNet()
+    else:
+        from ..models.rvm import MattingNetwork
+
+        net = MattingNetwork(variant)
+    if weights:
+        from ..models.checkpoint import load_checkpoint
+
+        load_checkpoint(net, weights)
+    else:
+        _randomise_norm_stats(net)
+    return net.eval()
+
+
+def _randomise_norm_stats(net: nn.Module) -> None:
+    """Seeded, non-trivial BatchNorm statistics so random-weight parity exercises the folding."""
+    gen = torch.Generator().manual_seed(SEED)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(0.1 * torch.randn(n, generator=gen))
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+
+
+def wrap(model: str, net: nn.Module, downsample_ratio: float) -> nn.Module:
+    return ModnetGraph(net) if model == "modnet" else RvmGraph(net, downsample_ratio)
+
+
+def state_shapes(variant: str, height: int, width: int, ratio: float) -> list[tuple[int, ...]]:
+    return rvm_state_shapes(RVM_STATE_CHANNELS[variant], height, width, ratio)
+
+
+def export_onnx(
+    graph: nn.Module, model: str, variant: str, height: int, width: int, ratio: float,
+    opset: int, dynamic: bool, path: Path,
+) -> None:
+    """Trace ``graph`` to ONNX at ``path`` (TorchScript exporter: no onnxscript dependency)."""
+    src = torch.rand(1, 3, height, width)
+    if model == "modnet":
+        args, inputs, outputs = (src,), ["src"], ["pha"]
+    else:
+        states = tuple(torch.zeros(s) for s in state_shapes(variant, height, width, ratio))
+        args = (src, *states)
+        inputs = ["src", "r1i", "r2i", "r3i", "r4i"]
+        outputs = ["fgr", "pha", "r1o", "r2o", "r3o", "r4o"]
+    axes = None
+    if dynamic:
+        axes = {"src": {0: "batch", 2: "height", 3: "width"}, "pha": {0: "batch", 2: "height", 3: "width"}}
+        if model == "rvm":
+            axes["fgr"] = axes["pha"]
+            for i in range(1, 5):
+                axes[f"r{i}i"] = {0: "batch", 2: f"r{i}_height", 3: f"r{i}_width"}
+                axes[f"r{i}o"] = axes[f"r{i}i"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                graph, args, str(path), input_names=inputs, output_names=outputs,
+                opset_version=opset, dynamic_axes=axes, do_constant_folding=True, dynamo=False,
+            )
+        except Exception as e:
+            raise MattingDeployError(f"torch.onnx.export failed ({type(e).__name__}: {e})") from None
+
+
+class TorchRunner:
+    """The PyTorch graph behind the Runner protocol (parity reference)."""
+
+    def __init__(self, graph: nn.Module, model: str, variant: str, ratio: float):
+        self.graph, self.model, self.variant, self.ratio = graph, model, variant, ratio
+        self.state: tuple[torch.Tensor, ...] | None = None
+
+    @torch.no_grad()
+    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        x = torch.from_numpy(np.ascontiguousarray(src, dtype=np.float32))
+        if self.model == "modnet":
+            return {"pha": self.graph(x).numpy()}
+        if self.state is None:
+            h, w = x.shape[2:]
+            self.state = tuple(torch.zeros(s) for s in state_shapes(self.variant, h, w, self.ratio))
+        fgr, pha, *states = self.graph(x, *self.state)
+        self.state = tuple(states)
+        return {"fgr": fgr.numpy(), "pha": pha.numpy()}
+
+    def reset(self) -> None:
+        self.state = None
+
+    def close(self) -> None:
+        pass
