@@ -7,3 +7,9 @@ class MattingDeployError(Exception):
 
 class GateFailed(MattingDeployError):
     """A drift or parity gate did not hold (CLI exit code 1)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's text (its type name if it has none), for one-line errors."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

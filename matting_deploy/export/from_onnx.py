@@ -57,9 +57,9 @@ def make_static(
     channels = state_channels(model, path)
     shapes = rvm_state_shapes(channels, height, width, ratio)
     static = onnx.ModelProto.FromString(model.SerializeToString())
-    set_input_shapes(
-        static, {"src": [1, 3, height, width], **{i: list(s) for (i, _), s in zip(RVM_STATE_NAMES, shapes, strict=True)}}
-    )
+    fixed = {"src": [1, 3, height, width]}
+    fixed.update({name: list(shape) for (name, _), shape in zip(RVM_STATE_NAMES, shapes, strict=True)})
+    set_input_shapes(static, fixed)
     if any(i.name == "downsample_ratio" for i in static.graph.input):
         bake_input(static, "downsample_ratio", np.array([ratio], np.float32))
     return static, shapes

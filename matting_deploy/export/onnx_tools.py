@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
-from ..errors import MattingDeployError
+from ..errors import MattingDeployError, first_line
 
 
 def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -66,7 +66,7 @@ def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     try:
         simplified, ok = onnxsim.simplify(model)
     except Exception as e:  # onnxsim raises RuntimeError/ValueError/... from C++
-        return model, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+        return model, f"{type(e).__name__}: {first_line(e)}"
     if not ok:
         return model, "onnxsim could not validate the simplified graph"
     return simplified, None
@@ -89,8 +89,7 @@ def check(model: onnx.ModelProto) -> onnx.ModelProto:
         onnx.checker.check_model(model, full_check=True)
         return onnx.shape_inference.infer_shapes(model, strict_mode=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MattingDeployError(f"exported graph fails onnx.checker ({first})") from None
+        raise MattingDeployError(f"exported graph fails onnx.checker ({first_line(e)})") from None
 
 
 def io_spec(model: onnx.ModelProto) -> tuple[list[dict], list[dict]]:
@@ -100,7 +99,8 @@ def io_spec(model: onnx.ModelProto) -> tuple[list[dict], list[dict]]:
         rows = []
         for v in values:
             tt = v.type.tensor_type
-            shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+            shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                     for d in tt.shape.dim]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
             rows.append({"name": v.name, "shape": shape, "dtype": dtype})
         return rows

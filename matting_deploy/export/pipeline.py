@@ -13,7 +13,7 @@ import onnx
 
 from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, StateSpec
 from ..errors import MattingDeployError
-from ..fileio import staging_dir
+from ..fileio import sha256_file, staging_dir
 from ..models.specs import RVM_STATE_NAMES
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
@@ -110,10 +110,12 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
 
             source = load_source(opts.from_onnx)
             variant = variant_of(state_channels(source, opts.from_onnx))
-            model, shapes = make_static(source, opts.from_onnx, opts.height, opts.width, opts.downsample_ratio)
+            model, shapes = make_static(source, opts.from_onnx, opts.height, opts.width,
+                                        opts.downsample_ratio)
             progress.stage("build", f"loaded {opts.from_onnx} (RVM {variant})")
             reference = OrtRunner(opts.from_onnx, _state_specs(shapes), opts.downsample_ratio)
-            against, source_desc, weights = "source-onnx", f"onnx:{Path(opts.from_onnx).name}", None
+            against, weights = "source-onnx", None
+            source_desc = {"onnx": Path(opts.from_onnx).name, "sha256": sha256_file(opts.from_onnx)}
             progress.stage("export", "fixed input and state shapes, baked downsample_ratio")
         else:
             from .torch_export import TorchRunner, build_network, export_onnx, state_shapes, wrap
@@ -124,17 +126,21 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
             net = build_network(opts.model, opts.variant, opts.weights)
             graph = wrap(opts.model, net, opts.downsample_ratio).eval()
             variant = opts.variant if opts.model == "rvm" else "mobilenetv2"
-            progress.stage("build", f"{opts.model} {variant} ({sum(p.numel() for p in net.parameters()) / 1e6:.2f} M params)")
+            params = sum(p.numel() for p in net.parameters()) / 1e6
+            progress.stage("build", f"{opts.model} {variant} ({params:.2f} M parameters)")
             export_onnx(graph, opts.model, variant, opts.height, opts.width,
                         opts.downsample_ratio, opts.opset, opts.dynamic, raw)
             model = onnx.load(str(raw))
-            shapes = state_shapes(variant, opts.height, opts.width, opts.downsample_ratio) if opts.model == "rvm" else None
+            shapes = None
+            if opts.model == "rvm":
+                shapes = state_shapes(variant, opts.height, opts.width, opts.downsample_ratio)
             reference = TorchRunner(graph, opts.model, variant, opts.downsample_ratio)
             against, source_desc, weights = "pytorch", "pytorch", opts.weights
             progress.stage("export", f"torch.onnx.export opset {opts.opset}")
 
         model, why = onnx_tools.simplify(model)
-        progress.stage("simplify", "onnxsim" if why is None else f"FAILED, keeping the unsimplified graph: {why}")
+        progress.stage("simplify", "onnxsim" if why is None else
+                       f"FAILED, keeping the unsimplified graph: {why}")
         onnx_tools.tidy_resize(model)
         model = onnx_tools.upgrade_opset(model, opts.opset)
         model = onnx_tools.check(model)
@@ -144,8 +150,9 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         frames = parity_frames(opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio)
         parity = {"fp32": compare(reference, fp32, frames, against)}
-        progress.stage("check", f"onnx.checker ok; parity vs {against}: max {parity['fp32']['max_abs']:.2e} "
-                                f"mean {parity['fp32']['mean_abs']:.2e}, all outputs max {parity['fp32']['max_abs_all']:.2e}, "
+        p32 = parity["fp32"]
+        progress.stage("check", f"onnx.checker ok; parity vs {against}: max {p32['max_abs']:.2e} "
+                                f"mean {p32['mean_abs']:.2e}, all outputs max {p32['max_abs_all']:.2e}, "
                                 f"{len(frames)} frames")
         worst = max(parity["fp32"]["max_abs"], parity["fp32"]["max_abs_all"])
         if worst > FP32_MAX_ABS:
@@ -159,7 +166,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
 
             fp16_path = stage / ARTIFACT_FILES["fp16"]
             onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
-            parity["fp16"] = compare(fp32, OrtRunner(fp16_path, states, opts.downsample_ratio), frames, "fp32")
+            fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio)
+            parity["fp16"] = compare(fp32, fp16, frames, "fp32")
             files.append(fp16_path)
             progress.stage("fp16", f"parity vs fp32: max {parity['fp16']['max_abs']:.2e} "
                                    f"mean {parity['fp16']['mean_abs']:.2e}")
@@ -189,5 +197,6 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
             bundle.add_file(path.name, artifact=artifact, precision=artifact)
         manifest["export_seconds"] = round(progress.total(), 2)
         bundle.save()
-    log(f"wrote {opts.out} ({', '.join(bundle.artifacts.values())}, {MANIFEST}) in {progress.total():.1f}s")
+    written = ", ".join([*bundle.artifacts.values(), MANIFEST])
+    log(f"wrote {opts.out} ({written}) in {progress.total():.1f}s")
     return bundle

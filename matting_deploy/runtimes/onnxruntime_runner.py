@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import Bundle, StateSpec
-from ..errors import MattingDeployError
+from ..errors import MattingDeployError, first_line
 
 # Backend name -> onnxruntime execution providers, in order of preference.
 PROVIDERS = {
@@ -43,8 +43,7 @@ def make_session(path: str | os.PathLike, backend: str = "cpu", threads: int = 0
     try:
         return ort.InferenceSession(str(path), opts, providers=PROVIDERS[backend])
     except Exception as e:  # onnxruntime raises several unrelated types
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MattingDeployError(f"{path}: onnxruntime cannot load the model ({msg})") from None
+        raise MattingDeployError(f"{path}: onnxruntime cannot load the model ({first_line(e)})") from None
 
 
 class OrtRunner:

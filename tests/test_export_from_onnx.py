@@ -1,0 +1,123 @@
+"""`export --from-onnx`: an RVM-shaped ONNX made static, simplified, parity-checked, bundled."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from rvm_shaped_onnx import make_rvm_like
+
+from matting_deploy.bundle import Bundle
+from matting_deploy.cli import main
+from matting_deploy.fileio import sha256_file
+from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+
+H, W = 64, 48
+
+
+@pytest.fixture()
+def source(tmp_path):
+    path = tmp_path / "rvm_like.onnx"
+    make_rvm_like(path)
+    return path
+
+
+def export(args, tmp_path):
+    return CliRunner().invoke(main, ["export", "--model", "rvm", *args], catch_exceptions=False)
+
+
+def test_from_onnx_bundle(source, tmp_path):
+    out = tmp_path / "bundle"
+    res = export(["--from-onnx", str(source), "--height", str(H), "--width", str(W),
+                  "--downsample-ratio", "0.5", "--fp16", "--out", str(out)], tmp_path)
+    assert res.exit_code == 0, res.output
+    for stage in ("[build", "[export", "[simplify", "[check", "[fp16"):
+        assert stage in res.output
+    bundle = Bundle.open(out)
+    m = bundle.manifest
+    assert m["model"] == "rvm" and m["variant"] == "mobilenetv3" and m["opset"] == 17
+    assert bundle.downsample_ratio == 0.5 and not bundle.dynamic
+    assert [s.shape for s in bundle.states] == [(1, 16, 16, 12), (1, 20, 8, 6), (1, 40, 4, 3), (1, 64, 2, 2)]
+    for name, entry in m["files"].items():
+        assert entry["sha256"] == sha256_file(out / name)
+    assert m["parity"]["fp32"]["frames"] >= 5
+    assert m["parity"]["fp32"]["max_abs_all"] <= 1e-4
+    assert m["parity"]["fp16"]["against"] == "fp32"
+
+    model = onnx.load(out / "model.onnx")
+    assert {i.name for i in model.graph.input} == {"src", "r1i", "r2i", "r3i", "r4i"}
+    onnx.checker.check_model(model, full_check=True)
+    shapes = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output}
+    assert shapes["pha"] == [1, 1, H, W] and shapes["r4o"] == [1, 64, 2, 2]
+    fp16 = onnx.load(out / "model.fp16.onnx")
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in fp16.graph.input)
+
+
+def test_from_onnx_matches_source_over_frames(source, tmp_path):
+    out = tmp_path / "b"
+    assert export(["--from-onnx", str(source), "--height", str(H), "--width", str(W),
+                   "--downsample-ratio", "0.5", "--out", str(out)], tmp_path).exit_code == 0
+    bundle = Bundle.open(out)
+    ours = OrtRunner.from_bundle(bundle)
+    theirs = OrtRunner(source, [s.__class__(s.input, s.output, None) for s in bundle.states], 0.5)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        src = rng.random((1, 3, H, W), dtype=np.float32)
+        a, b = ours.run(src), theirs.run(src)
+        for name in ("pha", "fgr", "r1o", "r4o"):
+            np.testing.assert_allclose(a[name], b[name], atol=1e-5)
+    assert np.abs(ours.state["r4i"]).max() > 0  # the state really is carried
+
+
+def test_refuses_to_overwrite_and_force(source, tmp_path):
+    out = tmp_path / "b"
+    args = ["--from-onnx", str(source), "--height", str(H), "--width", str(W), "--out", str(out)]
+    assert export(args, tmp_path).exit_code == 0
+    before = (out / "manifest.json").read_text()
+    res = export(args, tmp_path)
+    assert res.exit_code == 2 and "already exists" in res.output and "--force" in res.output
+    assert (out / "manifest.json").read_text() == before
+    assert export([*args, "--force"], tmp_path).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: None, "no such file"),
+        (lambda p: p.write_bytes(b"not an onnx file"), "not a readable ONNX model"),
+    ],
+)
+def test_bad_source_is_a_clean_error(tmp_path, make, message):
+    bad = tmp_path / "bad.onnx"
+    make(bad)
+    out = tmp_path / "b"
+    res = export(["--from-onnx", str(bad), "--out", str(out)], tmp_path)
+    assert res.exit_code == 2
+    assert message in res.output and str(bad) in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+
+
+def test_non_rvm_graph_rejected(tmp_path):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    path = tmp_path / "relu.onnx"
+    onnx.save(model, path)
+    res = export(["--from-onnx", str(path), "--out", str(tmp_path / "b")], tmp_path)
+    assert res.exit_code == 2 and "not an RVM-shaped graph" in res.output
+
+
+def test_manifest_is_json_with_versions(source, tmp_path):
+    out = tmp_path / "b"
+    export(["--from-onnx", str(source), "--height", str(H), "--width", str(W), "--out", str(out)], tmp_path)
+    m = json.loads((out / "manifest.json").read_text())
+    assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
+    assert m["inputs"][0] == {"name": "src", "shape": [1, 3, H, W], "dtype": "float32"}
