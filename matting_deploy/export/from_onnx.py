@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..errors import MattingDeployError
-from ..models.specs import RVM_STATE_CHANNELS, RVM_STATE_NAMES, rvm_state_shapes
+from ..models.specs import RVM_STATE_CHANNELS, RVM_STATE_NAMES, onnx_safe_scale, rvm_state_shapes
 from .onnx_tools import bake_input, set_input_shapes
 
 RVM_INPUTS = {"src", "r1i", "r2i", "r3i", "r4i"}
@@ -61,5 +61,7 @@ def make_static(
     fixed.update({name: list(shape) for (name, _), shape in zip(RVM_STATE_NAMES, shapes, strict=True)})
     set_input_shapes(static, fixed)
     if any(i.name == "downsample_ratio" for i in static.graph.input):
-        bake_input(static, "downsample_ratio", np.array([ratio], np.float32))
+        # the float32 scale whose Resize output size equals floor(size * ratio), as the states expect
+        scale = onnx_safe_scale(ratio, (height, width)) if ratio != 1 else 1.0
+        bake_input(static, "downsample_ratio", np.array([scale], np.float32))
     return static, shapes

@@ -124,7 +124,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
                 log("WARNING: no --weights given: the network has seeded random weights; "
                     "this bundle is for pipeline testing only")
             net = build_network(opts.model, opts.variant, opts.weights)
-            graph = wrap(opts.model, net, opts.downsample_ratio).eval()
+            graph = wrap(opts.model, net, opts.downsample_ratio, opts.dynamic)
             variant = opts.variant if opts.model == "rvm" else "mobilenetv2"
             params = sum(p.numel() for p in net.parameters()) / 1e6
             progress.stage("build", f"{opts.model} {variant} ({params:.2f} M parameters)")
@@ -148,7 +148,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         onnx.save(model, str(fp32_path))
         states = _state_specs(shapes)
         frames = parity_frames(opts.height, opts.width, 5 if states else 2)
-        fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio)
+        fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
         parity = {"fp32": compare(reference, fp32, frames, against)}
         p32 = parity["fp32"]
         progress.stage("check", f"onnx.checker ok; parity vs {against}: max {p32['max_abs']:.2e} "
@@ -166,7 +166,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
 
             fp16_path = stage / ARTIFACT_FILES["fp16"]
             onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
-            fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio)
+            fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
             parity["fp16"] = compare(fp32, fp16, frames, "fp32")
             files.append(fp16_path)
             progress.stage("fp16", f"parity vs fp32: max {parity['fp16']['max_abs']:.2e} "

@@ -39,6 +39,18 @@ class RvmGraph(nn.Module):
         return (fgr, pha, *states)
 
 
+class RvmDynamicGraph(nn.Module):
+    """(src, r1i..r4i, downsample_ratio) -> (fgr, pha, r1o..r4o); the refiner always runs."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, src, r1, r2, r3, r4, downsample_ratio):
+        fgr, pha, *states = self.net(src, r1, r2, r3, r4, downsample_ratio=downsample_ratio)
+        return (fgr, pha, *states)
+
+
 def build_network(model: str, variant: str, weights: str | None) -> nn.Module:
     """The PyTorch network in eval mode: official weights when given, else seeded random."""
     torch.manual_seed(SEED)
@@ -69,8 +81,11 @@ def _randomise_norm_stats(net: nn.Module) -> None:
             m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
 
 
-def wrap(model: str, net: nn.Module, downsample_ratio: float) -> nn.Module:
-    return ModnetGraph(net) if model == "modnet" else RvmGraph(net, downsample_ratio)
+def wrap(model: str, net: nn.Module, downsample_ratio: float, dynamic: bool = False) -> nn.Module:
+    """The network behind the ONNX contract, in eval mode (export restores the wrapper's mode)."""
+    if model == "modnet":
+        return ModnetGraph(net).eval()
+    return (RvmDynamicGraph(net) if dynamic else RvmGraph(net, downsample_ratio)).eval()
 
 
 def state_shapes(variant: str, height: int, width: int, ratio: float) -> list[tuple[int, ...]]:
@@ -89,6 +104,8 @@ def export_onnx(
         states = tuple(torch.zeros(s) for s in state_shapes(variant, height, width, ratio))
         args = (src, *states)
         inputs = ["src", "r1i", "r2i", "r3i", "r4i"]
+        if dynamic:
+            args, inputs = (*args, torch.tensor([ratio])), [*inputs, "downsample_ratio"]
         outputs = ["fgr", "pha", "r1o", "r2o", "r3o", "r4o"]
     axes = None
     if dynamic:
@@ -114,6 +131,7 @@ class TorchRunner:
 
     def __init__(self, graph: nn.Module, model: str, variant: str, ratio: float):
         self.graph, self.model, self.variant, self.ratio = graph, model, variant, ratio
+        self.extra = (torch.tensor([ratio]),) if isinstance(graph, RvmDynamicGraph) else ()
         self.state: tuple[torch.Tensor, ...] | None = None
 
     @torch.no_grad()
@@ -124,7 +142,7 @@ class TorchRunner:
         if self.state is None:
             h, w = x.shape[2:]
             self.state = tuple(torch.zeros(s) for s in state_shapes(self.variant, h, w, self.ratio))
-        fgr, pha, *states = self.graph(x, *self.state)
+        fgr, pha, *states = self.graph(x, *self.state, *self.extra)
         self.state = tuple(states)
         return {"fgr": fgr.numpy(), "pha": pha.numpy()}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 MODELS = ("modnet", "rvm")
 RVM_VARIANTS = ("mobilenetv3", "resnet50")
 # Recurrent state channels r1..r4 per RVM encoder (decoder channels [16, 20|32, 40|64, 64|128]).
@@ -26,3 +28,27 @@ def rvm_state_shapes(
         h, w = math.ceil(h / 2), math.ceil(w / 2)
         shapes.append((batch, c, h, w))
     return shapes
+
+
+def onnx_safe_scale(ratio: float, sizes: tuple[int, ...]) -> float:
+    """A float32-exact scale near ``ratio`` whose ONNX Resize output size equals PyTorch's.
+
+    PyTorch sizes the downsampled image as floor(size * ratio) in float64; ONNX runtimes compute
+    floor(float32(scale) * size) in float32, which can land one pixel higher (e.g. 90 * 0.7 ->
+    62 vs 63) and break the recurrent-state shapes. Stepping the float32 scale by a few ulps fixes
+    the sizes while changing the sampling grid by ~1e-7 relative.
+    """
+    targets = [math.floor(s * ratio) for s in sizes]
+    scale = np.float32(ratio)
+    for _ in range(16):
+        got = [int(scale * np.float32(s)) for s in sizes]
+        exact = [math.floor(float(scale) * s) for s in sizes]
+        if got == targets and exact == targets:
+            return float(scale)
+        toward = (
+            np.float32(0)
+            if any(g > t for g, t in zip(got, targets, strict=True))
+            else np.float32(np.inf)
+        )
+        scale = np.nextafter(scale, toward)
+    return ratio

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..bundle import Bundle, StateSpec
 from ..errors import MattingDeployError, first_line
+from ..models.specs import rvm_state_shapes
 
 # Backend name -> onnxruntime execution providers, in order of preference.
 PROVIDERS = {
@@ -56,6 +57,7 @@ class OrtRunner:
         downsample_ratio: float | None = None,
         backend: str = "cpu",
         threads: int = 0,
+        dynamic: bool = False,
     ):
         self.path = Path(path)
         self.session = make_session(path, backend, threads)
@@ -64,6 +66,7 @@ class OrtRunner:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.downsample_ratio = downsample_ratio
+        self.dynamic = dynamic
         self.state: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -71,13 +74,16 @@ class OrtRunner:
         cls, bundle: Bundle, artifact: str = "fp32", backend: str = "cpu", threads: int = 0
     ) -> OrtRunner:
         return cls(bundle.artifact_path(artifact), bundle.states, bundle.downsample_ratio,
-                   backend, threads)
+                   backend, threads, bundle.dynamic)
 
-    def _zero_state(self, spec: StateSpec, src: np.ndarray) -> np.ndarray:
-        if spec.shape is not None and spec.shape[0] == src.shape[0]:
+    def _zero_state(self, index: int, spec: StateSpec, src: np.ndarray) -> np.ndarray:
+        if spec.shape is None:  # graphs like the official release broadcast a [N,1,1,1] state
+            return np.zeros((src.shape[0], 1, 1, 1), np.float32)
+        if not self.dynamic:
             return np.zeros(spec.shape, np.float32)
-        # Dynamic graphs broadcast a [N,1,1,1] zero state, like the official release.
-        return np.zeros((src.shape[0], 1, 1, 1), np.float32)
+        channels = tuple(s.shape[1] for s in self.state_specs)
+        n, _, h, w = src.shape
+        return np.zeros(rvm_state_shapes(channels, h, w, self.downsample_ratio or 1.0, n)[index], np.float32)
 
     def feed(self, src: np.ndarray) -> dict[str, np.ndarray]:
         """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
@@ -85,10 +91,10 @@ class OrtRunner:
         if src.ndim != 4 or src.shape[1] != 3:
             raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
         feed = {"src": src}
-        for spec in self.state_specs:
+        for index, spec in enumerate(self.state_specs):
             feed[spec.input] = self.state.get(spec.input)
             if feed[spec.input] is None:
-                feed[spec.input] = self._zero_state(spec, src)
+                feed[spec.input] = self._zero_state(index, spec, src)
         if "downsample_ratio" in self.input_names:
             feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
         return feed

@@ -1,0 +1,124 @@
+"""Calibration inputs for onnxruntime.quantization, one model input dict per calibration image.
+
+Each image goes through the model's own preprocessing at the bundle's input size. Recurrent
+models (RVM) first run ``warmup_frames - 1`` frames through the FP32 model (the same image for
+still images, the preceding frames for a clip), so the frame that is calibrated carries the real
+recurrent state the FP32 model produced, not zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import MattingDeployError
+from ..preprocess import preprocess_for
+from .readers import CalibItem, CalibSource, FrameLoader, warmup_items
+
+try:  # the base class only adds iteration helpers; keep this module importable without ORT
+    from onnxruntime.quantization import CalibrationDataReader as _Reader
+except ImportError:  # pragma: no cover
+    _Reader = object
+
+
+class CalibrationFeeder(_Reader):
+    """A ``CalibrationDataReader`` over calibration items, served in chunks.
+
+    ``get_next()`` returns ``None`` at the end of each chunk (histogram calibrators keep every
+    sample of a ``collect_data`` call in memory); call :meth:`next_chunk` to continue and check
+    :attr:`done`. ``runner`` is an :class:`~matting_deploy.runtimes.onnxruntime_runner.OrtRunner`
+    on the FP32 model: its :meth:`feed` gives the exact input dict, states included.
+    """
+
+    def __init__(
+        self,
+        runner,
+        source: CalibSource,
+        items: list[CalibItem],
+        model: str,
+        input_hw: tuple[int, int],
+        warmup_frames: int = 4,
+        chunk: int = 0,
+        on_item: Callable[[CalibItem], None] | None = None,
+        loader: FrameLoader | None = None,
+    ):
+        if warmup_frames < 1:
+            raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
+        self.runner = runner
+        self.source = source
+        # Clip frames are decoded in one pass per batch, so visit them in order.
+        self.items = sorted(items, key=lambda it: it.index) if source.kind == "video" else list(items)
+        self.preprocess = preprocess_for(model)
+        self.input_hw = input_hw
+        self.warmup_frames = warmup_frames if runner.state_specs else 1
+        self.chunk = chunk
+        self.on_item = on_item
+        self.loader = loader or FrameLoader(source)
+        self.skipped: list[str] = []
+        self.used: list[CalibItem] = []
+        self._pos = 0
+        self._in_chunk = 0
+
+    @property
+    def done(self) -> bool:
+        return self._pos >= len(self.items)
+
+    def next_chunk(self) -> None:
+        self._in_chunk = 0
+
+    def rewind(self) -> None:
+        self._pos = 0
+        self._in_chunk = 0
+        self.used = []
+        self.skipped = []
+
+    def _src(self, item: CalibItem) -> np.ndarray:
+        src, _ = self.preprocess(self.loader.load(item), *self.input_hw)
+        return src
+
+    def feed_for(self, item: CalibItem) -> dict[str, np.ndarray]:
+        """The input dict of ``item``'s frame after FP32 warm-up (raises on unreadable files)."""
+        self.runner.reset()
+        src = self._src(item)
+        for prev in warmup_items(self.source, item, self.warmup_frames):
+            self.runner.run(src if prev is item else self._src(prev))
+        return {k: np.array(v, copy=True) for k, v in self.runner.feed(src).items()}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.chunk and self._in_chunk >= self.chunk:
+            return None
+        while self._pos < len(self.items):
+            item = self.items[self._pos]
+            self._pos += 1
+            try:
+                if self.source.kind == "video" and not self.loader.has(item):
+                    self._prefetch_video(self._pos - 1)
+                feed = self.feed_for(item)
+            except MattingDeployError as e:
+                self.skipped.append(str(e))
+                feed = None
+            if self.on_item:
+                self.on_item(item)
+            if feed is not None:
+                self.used.append(item)
+                self._in_chunk += 1
+                return feed
+        return None
+
+    def _prefetch_video(self, start: int, batch: int = 8) -> None:
+        need = []
+        for it in self.items[start : start + batch]:
+            need += [it, *warmup_items(self.source, it, self.warmup_frames)]
+        self.loader.forget(set())
+        self.loader.prefetch(need)
+
+    def all_feeds(self) -> list[dict[str, np.ndarray]]:
+        """Every readable item's input dict (for drift measurements on a small held-out set)."""
+        self.rewind()
+        chunk, self.chunk = self.chunk, 0
+        feeds = []
+        while (feed := self.get_next()) is not None:
+            feeds.append(feed)
+        self.chunk = chunk
+        return feeds

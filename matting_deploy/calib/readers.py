@@ -1,0 +1,183 @@
+"""Calibration data: find the images (or video frames) in a folder or a video file.
+
+Accepted sources:
+
+- a PPM-100-layout folder (``image/`` and optional ``matte/``): the images in ``image/``;
+- a plain folder of images (JPEG/PNG/..., RGB/RGBA/grey, 8- or 16-bit);
+- a folder of video frames (every file stem is a number, e.g. ``0000.jpg``): a sequence;
+- a video file (``.mp4``, ``.mov``, ...), decoded with PyAV (imported only when needed).
+
+Items of a sequence remember their position so that recurrent models (RVM) can be warmed up on
+the frames before them; still images are warmed up on themselves. Unreadable files are reported
+by name and skipped; an empty set is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..dataset import is_ppm_layout, list_images
+from ..errors import MattingDeployError
+from ..imaging import load_image
+
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class CalibItem:
+    """One calibration image: a still image, or frame ``index`` of a sequence."""
+
+    name: str
+    path: Path
+    index: int | None = None  # position in the sequence; None for still images
+
+
+@dataclass
+class CalibSource:
+    """What a data folder holds: its items, their kind and the files that had to be skipped."""
+
+    root: Path
+    kind: str  # 'images' | 'frames' | 'video'
+    items: list[CalibItem]
+    skipped: list[str] = field(default_factory=list)  # "file: problem" lines
+
+    @property
+    def sequential(self) -> bool:
+        """Frames of one clip (warm-up uses the preceding frames) rather than still images."""
+        return self.kind in ("frames", "video")
+
+
+def _is_frame_folder(paths: list[Path]) -> bool:
+    return len(paths) > 1 and all(p.stem.isdigit() for p in paths)
+
+
+def find_source(data: str | os.PathLike) -> CalibSource:
+    """Classify ``data`` and list its calibration items (nothing is decoded yet)."""
+    data = Path(data)
+    if not data.exists():
+        raise MattingDeployError(f"{data}: no such file or folder")
+    if data.is_file():
+        if data.suffix.lower() not in VIDEO_EXTS:
+            raise MattingDeployError(
+                f"{data}: not a folder of images or a video file ({', '.join(VIDEO_EXTS)})"
+            )
+        count = count_video_frames(data)
+        items = [CalibItem(f"{data.name}#{i}", data, i) for i in range(count)]
+        return _checked(CalibSource(data, "video", items))
+    folder = data / "image" if is_ppm_layout(data) else data
+    paths = list_images(folder)
+    if _is_frame_folder(paths):
+        paths.sort(key=lambda p: int(p.stem))
+        items = [CalibItem(p.name, p, i) for i, p in enumerate(paths)]
+        return _checked(CalibSource(data, "frames", items))
+    return _checked(CalibSource(data, "images", [CalibItem(p.name, p) for p in paths]))
+
+
+def _checked(source: CalibSource) -> CalibSource:
+    if not source.items:
+        raise MattingDeployError(f"{source.root}: no calibration images found")
+    return source
+
+
+class FrameLoader:
+    """Loads item pixels as float32 RGB (H, W, 3) in [0, 1].
+
+    Video frames are decoded in one pass per :meth:`prefetch` and kept as uint8 until used.
+    """
+
+    def __init__(self, source: CalibSource):
+        self.source = source
+        self._video: dict[int, np.ndarray] = {}
+
+    def prefetch(self, items: Iterable[CalibItem]) -> None:
+        """Decode the video frames ``items`` will need (no-op for image files)."""
+        if self.source.kind == "video":
+            wanted = {it.index for it in items if it.index is not None} - set(self._video)
+            if wanted:
+                self._video.update(read_video_frames(self.source.root, wanted))
+
+    def has(self, item: CalibItem) -> bool:
+        return self.source.kind != "video" or item.index in self._video
+
+    def load(self, item: CalibItem) -> np.ndarray:
+        if self.source.kind == "video":
+            if item.index not in self._video:
+                self.prefetch([item])
+            if item.index not in self._video:
+                raise MattingDeployError(f"{item.path}: frame {item.index} could not be decoded")
+            return self._video[item.index].astype(np.float32) / 255.0
+        return load_image(item.path)
+
+    def forget(self, keep: set[int]) -> None:
+        """Drop decoded video frames not in ``keep`` (bounds memory)."""
+        self._video = {i: f for i, f in self._video.items() if i in keep}
+
+
+def load_readable(
+    items: list[CalibItem], load: Callable[[CalibItem], np.ndarray], skipped: list[str]
+) -> list[tuple[CalibItem, np.ndarray]]:
+    """Load each item; unreadable ones are appended to ``skipped`` (one line each) and dropped."""
+    out = []
+    for item in items:
+        try:
+            out.append((item, load(item)))
+        except MattingDeployError as e:
+            skipped.append(str(e))
+    return out
+
+
+def _import_av():
+    try:
+        import av
+    except ImportError:
+        raise MattingDeployError(
+            "video calibration data needs PyAV (pip install av), or extract the frames to a folder"
+        ) from None
+    return av
+
+
+def count_video_frames(path: Path) -> int:
+    """Number of decodable frames in a video file."""
+    av = _import_av()
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return sum(1 for _ in container.decode(stream))
+    except (av.FFmpegError, IndexError, OSError) as e:
+        raise MattingDeployError(f"{path}: cannot read video ({e})") from None
+
+
+def read_video_frames(path: Path, indices: set[int]) -> dict[int, np.ndarray]:
+    """Decode the frames at ``indices`` (0-based) as uint8 RGB (H, W, 3)."""
+    av = _import_av()
+    out: dict[int, np.ndarray] = {}
+    last = max(indices)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            for i, frame in enumerate(container.decode(stream)):
+                if i in indices:
+                    out[i] = frame.to_ndarray(format="rgb24")
+                if i >= last:
+                    break
+    except (av.FFmpegError, IndexError, OSError) as e:
+        raise MattingDeployError(f"{path}: cannot read video ({e})") from None
+    return out
+
+
+def warmup_items(source: CalibSource, item: CalibItem, frames: int) -> list[CalibItem]:
+    """The ``frames - 1`` items run before ``item`` so recurrent state is real, not zero.
+
+    Still images repeat themselves; frames of a sequence use the frames before them (fewer at the
+    start of the clip).
+    """
+    n = max(0, frames - 1)
+    if not source.sequential or item.index is None:
+        return [item] * n
+    start = max(0, item.index - n)
+    return source.items[start : item.index]

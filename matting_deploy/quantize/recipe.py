@@ -1,0 +1,182 @@
+"""Which nodes get Q/DQ and which stay float: the INT8 recipe.
+
+Nodes are picked by graph structure (not by name), so the rules hold for any export of the same
+network. Rules:
+
+- ``stem``: the first Conv reached from the model input (its input is the raw normalised image);
+- ``hardswish``: the Mul of x * HardSigmoid(x);
+- ``gate``: squeeze-excite / attention gating Muls (x * sigmoid-like(pooled x)) and the small
+  1x1 Convs on globally pooled tensors that compute the gate;
+- ``refiner``: RVM's deep guided filter (everything computed from the projection's output);
+- ``projection``: the Conv whose output is split into the alpha/foreground channels.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import onnx
+
+RULES = ("stem", "hardswish", "gate", "refiner", "projection")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    op_types: tuple[str, ...] = ("Conv",)
+    exclude_rules: tuple[str, ...] = ()
+    exclude_nodes: tuple[str, ...] = ()  # explicit node names (from --max-drift or experiments)
+    no_output_qdq: tuple[str, ...] = ()  # op types whose outputs get no Q/DQ of their own
+    calibrator_options: dict = field(default_factory=dict)  # method -> calibrator kwargs
+
+    def with_excluded(self, nodes) -> Recipe:
+        return replace(self, exclude_nodes=tuple(sorted(set(self.exclude_nodes) | set(nodes))))
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "op_types": list(self.op_types),
+            "exclude_rules": list(self.exclude_rules),
+            "exclude_nodes": list(self.exclude_nodes),
+            "no_output_qdq": list(self.no_output_qdq),
+            "calibrator_options": self.calibrator_options,
+        }
+
+
+class Graph:
+    """Producer/consumer maps of an ONNX graph."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.nodes = list(model.graph.node)
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list] = defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.inputs = [i.name for i in model.graph.input if i.name not in self.inits]
+
+    def parent(self, tensor: str):
+        return self.producer.get(tensor)
+
+    def descendants(self, tensors) -> set[str]:
+        """Names of nodes reachable from ``tensors``."""
+        seen, todo = set(), list(tensors)
+        while todo:
+            for n in self.consumers.get(todo.pop(), []):
+                if n.name not in seen:
+                    seen.add(n.name)
+                    todo.extend(n.output)
+        return seen
+
+    def ancestors(self, tensors) -> set[str]:
+        seen, todo = set(), list(tensors)
+        while todo:
+            n = self.producer.get(todo.pop())
+            if n is not None and n.name not in seen:
+                seen.add(n.name)
+                todo.extend(n.input)
+        return seen
+
+
+def _stem(g: Graph) -> set[str]:
+    src = "src" if "src" in g.inputs else g.inputs[0]
+    out, todo, seen = set(), [src], set()
+    while todo:
+        for n in g.consumers.get(todo.pop(), []):
+            if n.name in seen:
+                continue
+            seen.add(n.name)
+            if n.op_type == "Conv":
+                out.add(n.name)
+            elif n.op_type not in ("Concat", "AveragePool", "ReduceMean"):
+                todo.extend(n.output)
+    return out
+
+
+def _hardswish(g: Graph) -> set[str]:
+    out = set()
+    for n in g.nodes:
+        if n.op_type == "Mul" and len(n.input) == 2:
+            for a, b in ((n.input[0], n.input[1]), (n.input[1], n.input[0])):
+                p = g.parent(a)
+                if p is not None and p.op_type == "HardSigmoid" and p.input[0] == b:
+                    out.add(n.name)
+    return out
+
+
+def _pooled(g: Graph, tensor: str, depth: int = 4) -> bool:
+    """Is ``tensor`` computed from a global pool within ``depth`` nodes (a 1x1 gate branch)?"""
+    p = g.parent(tensor)
+    if p is None or depth == 0:
+        return False
+    if p.op_type in ("GlobalAveragePool", "ReduceMean"):
+        return True
+    return p.op_type in ("Conv", "Relu", "HardSigmoid", "Sigmoid") and _pooled(g, p.input[0], depth - 1)
+
+
+def _gate(g: Graph) -> set[str]:
+    out = set()
+    for n in g.nodes:
+        if n.op_type == "Conv" and _pooled(g, n.input[0], 3):
+            out.add(n.name)
+        if n.op_type == "Mul" and any(_pooled(g, i) for i in n.input):
+            out.add(n.name)
+    return out
+
+
+def _projection(g: Graph) -> set[str]:
+    """Conv(s) whose output is split into the model's foreground/alpha channels."""
+    out = set()
+    for n in g.nodes:
+        if n.op_type != "Conv" or n.input[1] not in g.inits:
+            continue
+        channels = g.inits[n.input[1]].dims[0]
+        uses = g.consumers.get(n.output[0], [])
+        if channels in (1, 4) and any(u.op_type in ("Split", "Slice", "Sigmoid") for u in uses):
+            out.add(n.name)
+    return out
+
+
+def _refiner(g: Graph) -> set[str]:
+    proj = _projection(g)
+    if not proj:
+        return set()
+    proj_out = [n.output[0] for n in g.nodes if n.name in proj]
+    after = g.descendants(proj_out)
+    before = g.ancestors(proj_out)
+    # Nodes feeding the refiner that the decoder does not use (box filters of the image).
+    feeding = set()
+    for n in g.nodes:
+        if n.name in after:
+            feeding |= g.ancestors(n.input)
+    return after | (feeding - before - proj)
+
+
+_RULE_FUNCS = {
+    "stem": _stem,
+    "hardswish": _hardswish,
+    "gate": _gate,
+    "refiner": _refiner,
+    "projection": _projection,
+}
+
+
+def excluded_nodes(model: onnx.ModelProto, recipe: Recipe) -> set[str]:
+    """Names of the nodes ``recipe`` keeps in float on ``model``."""
+    g = Graph(model)
+    out = set(recipe.exclude_nodes)
+    for rule in recipe.exclude_rules:
+        out |= _RULE_FUNCS[rule](g)
+    return out
+
+
+# Measured on the official RVM MobileNetV3 (bench/NOTES-int8.md); MODNet uses the same recipe.
+DEFAULT = Recipe(name="default")
+
+
+def default_recipe(model: str = "rvm") -> Recipe:
+    """The recipe `matting-deploy calibrate` uses when no option changes it."""
+    return DEFAULT

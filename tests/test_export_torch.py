@@ -1,0 +1,113 @@
+"""`export` from PyTorch: MODNet and both RVM variants, parity over frames, weights, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from matting_deploy.bundle import Bundle
+from matting_deploy.cli import main
+from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+
+
+def export(*args):
+    return CliRunner().invoke(main, ["export", *args], catch_exceptions=False)
+
+
+def test_modnet_export_fp16_and_parity(tmp_path):
+    out = tmp_path / "modnet"
+    res = export("--model", "modnet", "--height", "64", "--width", "96", "--fp16", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert "WARNING" in res.output and "pipeline testing only" in res.output
+    bundle = Bundle.open(out)
+    assert bundle.manifest["parity"]["fp32"]["max_abs"] <= 1e-4
+    assert bundle.manifest["parity"]["fp16"]["max_abs"] < 0.05
+    assert set(bundle.artifacts) == {"fp32", "fp16"}
+    model = onnx.load(out / "model.onnx")
+    assert [i.name for i in model.graph.input] == ["src"] and [o.name for o in model.graph.output] == ["pha"]
+    pha = OrtRunner.from_bundle(bundle, "fp16").run(np.full((1, 3, 64, 96), 0.5, np.float32))["pha"]
+    assert pha.shape == (1, 1, 64, 96) and 0 <= pha.min() and pha.max() <= 1
+
+
+@pytest.mark.parametrize("variant", ["mobilenetv3", "resnet50"])
+def test_rvm_export_parity_over_frames(tmp_path, variant):
+    out = tmp_path / variant
+    res = export("--model", "rvm", "--variant", variant, "--height", "64", "--width", "48", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    bundle = Bundle.open(out)
+    parity = bundle.manifest["parity"]["fp32"]
+    assert parity["frames"] >= 5 and parity["against"] == "pytorch"
+    assert parity["max_abs_all"] <= 1e-4
+    names = {o.name for o in onnx.load(out / "model.onnx").graph.output}
+    assert names == {"fgr", "pha", "r1o", "r2o", "r3o", "r4o"}
+    assert bundle.states[3].shape == ((1, 64, 4, 3) if variant == "mobilenetv3" else (1, 128, 4, 3))
+
+
+def test_rvm_downsample_ratio_is_baked(tmp_path):
+    out = tmp_path / "rvm"
+    res = export("--model", "rvm", "--height", "96", "--width", "64", "--downsample-ratio", "0.5",
+                 "--out", str(out))
+    assert res.exit_code == 0, res.output
+    bundle = Bundle.open(out)
+    assert bundle.states[0].shape == (1, 16, 24, 16)
+    assert "downsample_ratio" not in {i.name for i in onnx.load(out / "model.onnx").graph.input}
+
+
+def test_official_checkpoint_layout_loads(tmp_path):
+    from matting_deploy.models.modnet import MODNet
+
+    torch.manual_seed(3)
+    net = MODNet()
+    ckpt = tmp_path / "modnet.ckpt"
+    torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, ckpt)
+    out = tmp_path / "b"
+    res = export("--model", "modnet", "--weights", str(ckpt), "--height", "64", "--width", "64", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    assert "WARNING" not in res.output
+    assert Bundle.open(out).manifest["weights"] == str(ckpt)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "modnet", "--weights", "missing.ckpt"], "no such file"),
+        (["--model", "modnet", "--height", "100"], "divisible by 32"),
+        (["--model", "rvm", "--downsample-ratio", "0"], "--downsample-ratio"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "b"
+    res = export(*args, "--out", str(out))
+    assert res.exit_code == 2
+    assert message in res.output
+    assert res.output.strip().splitlines()[-1].startswith("error:")
+    assert not out.exists()
+
+
+def test_wrong_checkpoint_names_keys_and_writes_nothing(tmp_path):
+    ckpt = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(3)}, ckpt)
+    out = tmp_path / "b"
+    res = export("--model", "modnet", "--weights", str(ckpt), "--out", str(out))
+    assert res.exit_code == 2
+    last = res.output.strip().splitlines()[-1]
+    assert str(ckpt) in last and "missing" in last and "encoder.weight" in last
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".staging")]
+
+
+def test_rvm_dynamic_keeps_ratio_input_and_runs_other_sizes(tmp_path):
+    out = tmp_path / "dyn"
+    res = export("--model", "rvm", "--dynamic", "--height", "64", "--width", "48", "--downsample-ratio", "0.5",
+                 "--out", str(out))
+    assert res.exit_code == 0, res.output
+    bundle = Bundle.open(out)
+    assert bundle.manifest["parity"]["fp32"]["max_abs_all"] <= 1e-4
+    assert "downsample_ratio" in {i.name for i in onnx.load(out / "model.onnx").graph.input}
+    runner = OrtRunner.from_bundle(bundle)
+    for _ in range(2):
+        outs = runner.run(np.random.default_rng(0).random((1, 3, 96, 80), dtype=np.float32))
+    assert outs["pha"].shape == (1, 1, 96, 80) and outs["r1o"].shape == (1, 16, 24, 20)
