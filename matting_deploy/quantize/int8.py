@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,12 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.calibrate import (
     EntropyCalibrater,
-    HistogramCalibrater,
+    HistogramCollector,
     MinMaxCalibrater,
     PercentileCalibrater,
+    entropy,
 )
+from onnxruntime.quantization.quant_utils import smooth_distribution
 
 from ..errors import MattingDeployError, first_line
 from .recipe import Recipe
@@ -103,6 +104,50 @@ def quantized_tensors(fp32: Path, recipe: Recipe, nodes_to_exclude) -> set[str]:
     return (scales & names) - inits
 
 
+def kl_threshold(histogram, num_quantized_bins: int):
+    """onnxruntime's ``HistogramCollector.get_entropy_threshold``, with its per-bin Python loops
+    replaced by array operations (same candidates, same arithmetic, same result; about 100x
+    faster, which is what makes 2048-bin KL calibration affordable)."""
+    hist, edges = histogram[0], histogram[1]
+    num_bins = hist.size
+    zero = num_bins // 2
+    half = num_quantized_bins // 2
+    csum = np.concatenate([[0], np.cumsum(hist)])
+    best, best_div = None, np.inf
+    for i in range(half, zero + 1):
+        start, end = zero - i, min(zero + i + 1, num_bins)
+        sliced = hist[start:end]
+        p = sliced.copy()
+        p[0] += csum[start]
+        p[-1] += csum[-1] - csum[end]
+        nonzeros = (p != 0).astype(np.int64)
+        merged = sliced.size // num_quantized_bins
+        body = num_quantized_bins * merged
+        qbins = sliced[:body].reshape(num_quantized_bins, merged).sum(axis=1)
+        qbins[-1] += sliced[body:].sum()
+        norm = nonzeros[:body].reshape(num_quantized_bins, merged).sum(axis=1)
+        q = np.zeros(p.size, dtype=np.int64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fill = np.where(norm != 0, qbins / np.maximum(norm, 1), 0.0)
+        # onnxruntime writes into an int64 array (truncation), and only where norm != 0
+        q[:body] = np.repeat(fill, merged).astype(np.int64)
+        ps, qs = smooth_distribution(p), smooth_distribution(q)
+        div = np.inf if ps is None or qs is None else float(entropy(ps, qs))
+        if best is None or div < best_div:
+            best, best_div = (edges[start], edges[end]), div
+    lo, hi = best
+    if lo < histogram[2]:
+        lo = histogram[2]
+    if hi > histogram[3]:
+        hi = histogram[3]
+    return lo, hi
+
+
+class _FastCollector(HistogramCollector):
+    def get_entropy_threshold(self, histogram, num_quantized_bins):
+        return kl_threshold(histogram, num_quantized_bins)
+
+
 class _Only:
     """Mixin: calibrate exactly ``self.only`` (the tensors that will be quantized)."""
 
@@ -144,6 +189,8 @@ def make_calibrator(fp32: Path, method: str, tensors: set[str], recipe: Recipe, 
         cal = _Entropy.__new__(_Entropy)
         cal.only = set(tensors)
         EntropyCalibrater.__init__(cal, fp32, None, aug, symmetric=True, **opts)
+        cal.collector = _FastCollector("entropy", True, cal.num_bins, cal.num_quantized_bins,
+                                       None, "same")
     elif method == "percentile":
         cal = _Percentile.__new__(_Percentile)
         cal.only = set(tensors)
@@ -223,6 +270,3 @@ class _silenced:
         if self.quiet:
             self._ctx.__exit__(*exc)
 
-
-Progress = Callable[[int], None]
-_ = HistogramCalibrater  # re-exported for callers that inspect histogram settings

@@ -101,22 +101,35 @@ def alpha_drift(pha: np.ndarray, ref: np.ndarray) -> float:
 
 
 class DriftProbe:
-    """Runs the switchable model on fixed inputs; drift(mask) = mean alpha MSE vs FP32."""
+    """Runs the switchable model the way the model is used: each probe input for ``frames``
+    frames with the model's own recurrent state carried (zeros at the start), and scores the
+    last frame. drift(mask) = mean alpha MSE against the FP32 model under the same protocol."""
 
-    def __init__(self, sw: Switchable, feeds: list[dict], refs: list[np.ndarray], session_factory):
+    def __init__(self, sw: Switchable, feeds: list[dict], refs: list[np.ndarray], session_factory,
+                 states: list | None = None, frames: int = 1):
         self.sw = sw
-        self.feeds = feeds
+        self.feeds = feeds  # first-frame input dicts (zero states)
         self.refs = refs
+        self.states = list(states or [])
+        self.frames = frames if self.states else 1
         self.session = session_factory(sw.model)
-        self.out_index = [o.name for o in self.session.get_outputs()].index("pha")
+        self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def drift(self, mask: np.ndarray) -> float:
+    def alphas(self, mask: np.ndarray) -> list[np.ndarray]:
         m = np.asarray(mask, np.float32)
         out = []
-        for feed, ref in zip(self.feeds, self.refs, strict=True):
-            res = self.session.run(None, {**feed, MASK: m})
-            out.append(alpha_drift(res[self.out_index], ref))
-        return float(np.mean(out))
+        for feed in self.feeds:
+            feed = {**feed, MASK: m}
+            for _ in range(self.frames):
+                res = dict(zip(self.outputs, self.session.run(None, feed), strict=True))
+                for spec in self.states:
+                    feed[spec.input] = res[spec.output]
+            out.append(res["pha"])
+        return out
+
+    def drift(self, mask: np.ndarray) -> float:
+        return float(np.mean([alpha_drift(a, r) for a, r in zip(self.alphas(mask), self.refs,
+                                                                  strict=True)]))
 
 
 def rank_nodes(probe: DriftProbe, progress: Callable[[int], None] | None = None) -> list[tuple[str, float]]:

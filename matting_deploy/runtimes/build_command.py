@@ -1,0 +1,27 @@
+"""``matting-deploy build``: TensorRT engine for the GPU in front of you."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), required=True,
+              help="Engine precision (the recipe depends on the TensorRT version: see docs).")
+@click.option("--workspace", type=click.IntRange(min=1), metavar="MB",
+              help="Builder workspace limit in MB (default: TensorRT's, the GPU's memory).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False),
+              help="Timing cache file: read if present, updated after the build (faster rebuilds).")
+@click.option("--device", type=click.IntRange(min=0), default=0, show_default=True,
+              help="CUDA device index.")
+@click.option("--force", is_flag=True, help="Overwrite an existing model.<precision>.engine.")
+def build(bundle, precision, workspace, timing_cache, device, force):
+    """Build model.<precision>.engine in the bundle with TensorRT and record it in the manifest.
+
+    TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache.
+    TensorRT >= 10.1: INT8 from the Q/DQ model.int8.onnx; 11.x: FP16 from model.fp16.onnx.
+    """
+    from .trt_build import build_engine
+
+    build_engine(bundle, precision, workspace, timing_cache, force, log=click.echo, device=device)

@@ -1,0 +1,73 @@
+/*
+ * matting_deploy.h: the C calling convention of matting-deploy runners.
+ *
+ * The functions live in a Python process (matting_deploy.runtimes.capi builds them as ctypes
+ * function pointers) and are handed to C as one `md_api` struct: from Python with
+ * `matting_deploy.runtimes.capi.api()` (pass `ctypes.byref(api)` to your C function), or, when C
+ * embeds Python, as the address `matting_deploy.runtimes.capi.api_address()`.
+ *
+ * Conventions
+ *   - Plain types only. Buffers are caller-owned, contiguous, float32, NCHW:
+ *       src [n, 3, h, w] RGB in [0, 1];  pha [n, 1, h, w];  fgr [n, 3, h, w] (RVM; may be NULL).
+ *   - Every function returns a status (MD_OK == 0) and never lets an error escape in any other
+ *     way. After a non-zero status, md_last_error() describes it (one line, UTF-8, valid until
+ *     the next md_* call on the same thread; "" after a successful call).
+ *   - Recurrent models (RVM) keep their state inside the handle between md_run calls; md_reset
+ *     sets it back to zeros. A handle must not be used by two threads at once.
+ */
+#ifndef MATTING_DEPLOY_H
+#define MATTING_DEPLOY_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MD_ABI_VERSION 1
+
+enum md_status {
+    MD_OK = 0,
+    MD_ERR_ARGUMENT = -1, /* NULL pointer, n/h/w not what the model takes, bad UTF-8 */
+    MD_ERR_HANDLE = -2,   /* the handle is not open (never opened, or closed) */
+    MD_ERR_BUNDLE = -3,   /* bundle, artifact or backend cannot be opened here */
+    MD_ERR_RUNTIME = -4   /* inference failed, or an unexpected internal error */
+};
+
+/* Open `artifact` ("fp32", "fp16", "int8") of the bundle folder `bundle` on `backend` ("cpu",
+ * "cuda", "ort-trt" = onnxruntime; "tensorrt" = model.<artifact>.engine). On MD_OK, *handle is
+ * set (never NULL). */
+typedef int (*md_open_fn)(const char *bundle, const char *artifact, const char *backend,
+                          void **handle);
+
+/* Run one frame batch. n, h, w must match md_shape (dimensions reported as -1 accept any size).
+ * Writes pha; writes fgr when the model has it (fgr_channels == 3) and fgr is not NULL. */
+typedef int (*md_run_fn)(void *handle, const float *src, int n, int h, int w, float *pha,
+                         float *fgr);
+
+/* Recurrent state back to zeros (no-op for stateless models). */
+typedef int (*md_reset_fn)(void *handle);
+
+/* Release the handle; it is invalid afterwards. */
+typedef int (*md_close_fn)(void *handle);
+
+/* Message of the last failed call on this thread ("" if the last call succeeded). */
+typedef const char *(*md_last_error_fn)(void);
+
+/* The input the handle takes (n, h, w; -1 = any) and fgr's channel count (3, or 0 if none).
+ * Any pointer may be NULL. */
+typedef int (*md_shape_fn)(void *handle, int *n, int *h, int *w, int *fgr_channels);
+
+typedef struct md_api {
+    int abi_version; /* MD_ABI_VERSION */
+    md_open_fn open;
+    md_run_fn run;
+    md_reset_fn reset;
+    md_close_fn close;
+    md_last_error_fn last_error;
+    md_shape_fn shape;
+} md_api;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MATTING_DEPLOY_H */

@@ -1,0 +1,262 @@
+"""``matting-deploy infer``: alpha PNGs and composites for an image, frames or a video."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+COLOURS = {
+    "green": (0.0, 1.0, 0.0),
+    "blue": (0.0, 0.0, 1.0),
+    "white": (1.0, 1.0, 1.0),
+    "black": (0.0, 0.0, 0.0),
+    "grey": (0.5, 0.5, 0.5),
+}
+OUTPUTS = ("alpha", "composite")
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def background_for(spec: str) -> Callable[[int, int], Any]:
+    """``green``/``blue``/``white``/``black``/``grey``, ``#RRGGBB`` or an image path ->
+    a function (h, w) -> background (h, w, 3) float32 (images are stretched to the frame)."""
+    import numpy as np
+
+    from ..errors import MattingDeployError
+    from ..imaging import load_image, resize_image
+
+    text = spec.strip()
+    colour = COLOURS.get(text.lower())
+    if colour is None and re.fullmatch(r"#[0-9a-fA-F]{6}", text):
+        colour = tuple(int(text[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
+    if colour is not None:
+        rgb = np.array(colour, np.float32)
+        return lambda h, w: np.broadcast_to(rgb, (h, w, 3))
+    path = Path(text)
+    if not path.is_file():
+        raise MattingDeployError(
+            f"{path}: background is neither a colour ({', '.join(COLOURS)}, #RRGGBB) nor an image"
+        )
+    image = load_image(path)
+    cache: dict[tuple[int, int], Any] = {}
+
+    def fit(h: int, w: int):
+        if (h, w) not in cache:
+            cache[(h, w)] = resize_image(image, h, w)
+        return cache[(h, w)]
+
+    return fit
+
+
+def fgr_to_source(fgr: Any, geo: Any) -> Any:
+    """RVM's foreground (1, 3, h, w) -> (H, W, 3) at the source size (same crop as the alpha)."""
+    import numpy as np
+
+    from ..imaging import resize_image
+
+    img = np.asarray(fgr, np.float32).reshape(fgr.shape[-3:]).transpose(1, 2, 0)
+    img = img[geo.top:geo.top + geo.height, geo.left:geo.left + geo.width]
+    return np.clip(resize_image(np.ascontiguousarray(img), *geo.src_hw), 0.0, 1.0)
+
+
+def _video(path: Path) -> tuple[int | None, Iterator[tuple[str, Any]]]:
+    from ..errors import MattingDeployError, first_line
+
+    try:
+        import av
+    except ImportError:
+        raise MattingDeployError(
+            f"{path}: reading video needs PyAV: pip install 'matting-deploy[video]'"
+        ) from None
+    try:
+        container = av.open(str(path))
+    except Exception as e:
+        raise MattingDeployError(f"{path}: cannot open video ({first_line(e)})") from None
+    if not container.streams.video:
+        container.close()
+        raise MattingDeployError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+
+    def frames():
+        import numpy as np
+
+        try:
+            for i, frame in enumerate(container.decode(stream)):
+                yield f"{i:06d}", frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+        except MattingDeployError:
+            raise
+        except Exception as e:
+            raise MattingDeployError(f"{path}: cannot decode video ({first_line(e)})") from None
+        finally:
+            container.close()
+
+    return (stream.frames or None), frames()
+
+
+def open_input(path: str | os.PathLike) -> tuple[str, int | None, Iterator[tuple[str, Any]]]:
+    """(kind, frame count or None, iterator of (name, RGB image)); kind: image|frames|video."""
+    from ..dataset import list_images
+    from ..errors import MattingDeployError
+    from ..imaging import IMAGE_EXTS, load_image
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(list_images(path), key=_natural_key)
+        if not files:
+            raise MattingDeployError(f"{path}: no images ({', '.join(IMAGE_EXTS)})")
+        return "frames", len(files), ((p.stem, load_image(p)) for p in files)
+    if not path.is_file():
+        raise MattingDeployError(f"{path}: no such file or folder")
+    if path.suffix.lower() in IMAGE_EXTS:
+        return "image", 1, iter([(path.stem, load_image(path))])
+    if path.suffix.lower() in VIDEO_EXTS:
+        return ("video", *_video(path))
+    raise MattingDeployError(
+        f"{path}: not an image ({', '.join(IMAGE_EXTS)}), video ({', '.join(VIDEO_EXTS)}) "
+        "or folder of frames"
+    )
+
+
+def run_infer(
+    bundle: str | os.PathLike,
+    input_path: str | os.PathLike,
+    out: str | os.PathLike,
+    artifact: str = "fp32",
+    backend: str = "cpu",
+    background: str = "green",
+    ofd: bool = False,
+    ofd_threshold: float = 0.1,
+    resize: str = "stretch",
+    warmup_frames: int = 4,
+    threads: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = click.echo,
+) -> dict[str, Any]:
+    """Matte every frame of ``input_path``; writes ``out/alpha/*.png`` and ``out/composite/*.png``.
+
+    Frames of a folder or video run in order with the recurrent state carried; a still image on
+    a recurrent model runs ``warmup_frames`` times from zero state (the last kept). Output goes to
+    a staging folder and is renamed into place at the end: nothing half-written.
+    """
+    from tqdm import tqdm
+
+    from ..bundle import Bundle
+    from ..errors import MattingDeployError
+    from ..fileio import staging_dir, write_json
+    from ..imaging import save_png
+    from ..preprocess import alpha_to_source, preprocess_for
+    from .open import open_runner
+
+    start = time.perf_counter()
+    out = Path(out)
+    for name in (*OUTPUTS, "infer.json"):
+        if (out / name).exists() and not force:
+            raise MattingDeployError(f"{out / name}: already exists (pass --force to overwrite)")
+    if warmup_frames < 1:
+        raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
+    bun = Bundle.open(bundle)
+    bg = background_for(background)
+    kind, total, frames = open_input(input_path)
+    if ofd and kind == "image":
+        log("note: --ofd needs a sequence of frames; ignored for a single image")
+        ofd = False
+    if ofd and bun.model != "modnet":
+        log(f"note: OFD is MODNet's smoothing; applying it to {bun.model} as asked")
+    preprocess = preprocess_for(bun.model)
+    h, w = bun.input_hw
+    repeats = warmup_frames if (kind == "image" and bun.recurrent) else 1
+    runner = open_runner(bun, artifact, backend, ofd=ofd, ofd_threshold=ofd_threshold,
+                         threads=threads)
+    count = 0
+    with staging_dir(out.parent) as stage:
+        for sub in OUTPUTS:
+            (stage / sub).mkdir()
+
+        def emit(outs: dict[str, Any], meta: tuple[str, Any, Any]) -> None:
+            nonlocal count
+            name, image, geo = meta
+            alpha = alpha_to_source(outs["pha"], geo)
+            fg = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else image
+            a = alpha[..., None]
+            save_png(stage / "alpha" / f"{name}.png", alpha)
+            save_png(stage / "composite" / f"{name}.png", a * fg + (1.0 - a) * bg(*alpha.shape))
+            count += 1
+
+        pending: deque = deque()
+        bar = tqdm(total=total, desc="infer", unit="frame", file=sys.stderr, disable=not progress)
+        try:
+            for name, image in frames:
+                src, geo = preprocess(image, h, w, resize=resize)
+                pending.append((name, image, geo))
+                for _ in range(repeats):
+                    outs = runner.run(src)
+                if outs:  # with OFD the first frame's result comes one call later
+                    emit(outs, pending.popleft())
+                bar.update()
+            if ofd:
+                last = runner.flush()
+                if last:
+                    emit(last, pending.popleft())
+        finally:
+            bar.close()
+            runner.close()
+        if count == 0:
+            raise MattingDeployError(f"{input_path}: no frames")
+        seconds = time.perf_counter() - start
+        write_json(stage / "infer.json", {
+            "bundle": str(bun.root), "model": bun.model, "artifact": artifact, "backend": backend,
+            "input": str(input_path), "kind": kind, "frames": count, "resize": resize,
+            "background": background, "ofd": ofd, "ofd_threshold": ofd_threshold if ofd else None,
+            "warmup_frames": repeats, "seconds": round(seconds, 2),
+        })
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (*OUTPUTS, "infer.json"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(stage / name, target)
+    log(f"{count} frame(s) -> {out}/alpha, {out}/composite in {seconds:.1f} s "
+        f"({count / max(seconds, 1e-9):.1f} frames/s end to end)")
+    return {"frames": count, "seconds": seconds, "kind": kind, "out": str(out)}
+
+
+@click.command()
+@click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
+@click.option("--artifact", default="fp32", show_default=True,
+              help="fp32, fp16 or int8 (with --backend tensorrt: the engine of that precision).")
+@click.option("--backend", type=click.Choice(["cpu", "cuda", "ort-trt", "tensorrt"]),
+              default="cpu", show_default=True)
+@click.option("--input", "input_path", type=click.Path(exists=True), required=True,
+              help="An image, a folder of frames (natural sort order) or a video (PyAV).")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Output folder: alpha/, composite/ and infer.json.")
+@click.option("--background", default="green", show_default=True,
+              help="Composite background: green, blue, white, black, grey, #RRGGBB or an image.")
+@click.option("--ofd", is_flag=True, help="MODNet's one-frame-delay smoothing for sequences.")
+@click.option("--ofd-threshold", type=click.FloatRange(0, 1), default=0.1, show_default=True)
+@click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch",
+              show_default=True, help="Fit to the model input by squeezing or with padding.")
+@click.option("--warmup-frames", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Recurrent models on a still image: runs from zero state, the last kept.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="onnxruntime intra-op threads (0 = default).")
+@click.option("--force", is_flag=True, help="Replace existing alpha/, composite/, infer.json.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def infer(bundle, artifact, backend, input_path, out, background, ofd, ofd_threshold, resize,
+          warmup_frames, threads, force, quiet):
+    """Alpha mattes and composites at the source size for an image, frames or a video."""
+    run_infer(bundle, input_path, out, artifact, backend, background, ofd, ofd_threshold, resize,
+              warmup_frames, threads, force, progress=not quiet)

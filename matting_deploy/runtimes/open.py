@@ -1,0 +1,93 @@
+"""``open_runner(bundle, artifact, backend)``: one entry point over every runner.
+
+Backends: ``cpu``, ``cuda``, ``ort-trt`` run the bundle's ONNX artifacts (``fp32``, ``fp16``,
+``int8``) in onnxruntime; ``tensorrt`` runs the native engine ``model.<precision>.engine`` that
+``matting-deploy build`` made, chosen by the same precision name (``trt-fp16`` is accepted as an
+alias of ``fp16`` with ``tensorrt``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..bundle import ENGINE_FILE, Bundle
+from ..errors import MattingDeployError
+from .base import Runner
+
+ORT_BACKENDS = ("cpu", "cuda", "ort-trt")
+BACKENDS = (*ORT_BACKENDS, "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+TRT_PREFIX = "trt-"
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """What a caller must feed and what comes back: src (n, 3, h, w); None = any size."""
+
+    n: int | None
+    h: int | None
+    w: int | None
+    has_fgr: bool
+
+
+def io_spec(bundle: Bundle) -> IOSpec:
+    """The src shape and outputs of a bundle, from its manifest."""
+    shape = next((i.get("shape") for i in bundle.manifest.get("inputs", []) if i["name"] == "src"),
+                 None)
+    if shape and len(shape) == 4:
+        n, h, w = (d if isinstance(d, int) and d > 0 else None for d in (shape[0], *shape[2:]))
+    else:
+        n, (h, w) = 1, bundle.input_hw
+    if bundle.dynamic:
+        h = w = None
+    outputs = {o["name"] for o in bundle.manifest.get("outputs", [])}
+    return IOSpec(n, h, w, "fgr" in outputs or bundle.model == "rvm")
+
+
+def engine_precision(artifact: str) -> str:
+    """``fp16`` or ``trt-fp16`` -> ``fp16`` (checked)."""
+    precision = artifact[len(TRT_PREFIX):] if artifact.startswith(TRT_PREFIX) else artifact
+    if precision not in PRECISIONS:
+        raise MattingDeployError(
+            f"unknown TensorRT engine '{artifact}' (choose {', '.join(PRECISIONS)}; "
+            f"the engine file is {ENGINE_FILE})"
+        )
+    return precision
+
+
+def open_runner(
+    bundle: Bundle | str | os.PathLike,
+    artifact: str = "fp32",
+    backend: str = "cpu",
+    *,
+    ofd: bool = False,
+    ofd_threshold: float = 0.1,
+    threads: int = 0,
+) -> Runner:
+    """A runner (run / reset / close) for ``artifact`` of ``bundle`` on ``backend``.
+
+    ONNX artifacts are sha256-checked against the manifest first. ``ofd=True`` wraps the runner
+    in MODNet's one-frame-delay smoothing (:class:`~.ofd.OfdRunner`: one frame of latency).
+    """
+    bun = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    if artifact.startswith(TRT_PREFIX) and backend != "tensorrt":
+        raise MattingDeployError(
+            f"artifact '{artifact}' is a TensorRT engine: open it with backend 'tensorrt'"
+        )
+    if backend == "tensorrt":
+        from .tensorrt_runner import TrtRunner
+
+        runner = TrtRunner.from_bundle(bun, engine_precision(artifact))
+    elif backend in ORT_BACKENDS:
+        from .onnxruntime_runner import OrtRunner
+
+        bun.verify(artifact)
+        runner = OrtRunner.from_bundle(bun, artifact, backend, threads)
+    else:
+        raise MattingDeployError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
+    if ofd:
+        from .ofd import OfdRunner
+
+        return OfdRunner(runner, ofd_threshold)
+    return runner

@@ -1,0 +1,282 @@
+"""Native TensorRT engine runner (``tensorrt`` + ``pycuda``, the ``trt`` extra).
+
+Loads ``model.<precision>.engine`` of a bundle. Buffers are allocated once; the RVM states live on
+the GPU in two buffers per state that swap roles after every frame (r_k,out of frame t becomes
+r_k,in of frame t+1 without a copy), so only ``src`` goes up and ``pha``/``fgr`` come down.
+Uses the tensor-name API (``set_tensor_address`` + ``execute_async_v3``, TensorRT 8.5 and later,
+the only one in 10.x/11.x) and falls back to bindings + ``execute_async_v2`` on older 8.x.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import ENGINE_FILE, Bundle, StateSpec
+from ..errors import MattingDeployError, first_line
+
+INSTALL = "pip install 'matting-deploy[trt]' (tensorrt, pycuda) on a machine with an NVIDIA GPU"
+
+
+def _import_trt():
+    try:
+        import tensorrt as trt
+    except Exception as e:
+        raise MattingDeployError(
+            f"the tensorrt Python package is not importable ({first_line(e)}): {INSTALL}"
+        ) from None
+    try:
+        import pycuda.driver as cuda
+    except Exception as e:
+        raise MattingDeployError(f"pycuda is not importable ({first_line(e)}): {INSTALL}") from None
+    return trt, cuda
+
+
+class _Logger:
+    """A TensorRT logger that keeps errors for the one-line message (built lazily: needs trt)."""
+
+    @staticmethod
+    def make(trt):
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+
+            def log(self, severity, msg):
+                if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                    self.errors.append(str(msg).strip())
+
+        return Logger()
+
+
+class TrtRunner:
+    """Runs a serialized TensorRT engine; for RVM it owns r1..r4 on the device."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        states: list[StateSpec] | None = None,
+        downsample_ratio: float | None = None,
+        device: int = 0,
+        built_with: str | None = None,
+    ):
+        trt, cuda = _import_trt()
+        self.path = Path(path)
+        self.backend = "tensorrt"
+        self._trt, self._cuda = trt, cuda
+        if not self.path.is_file():
+            raise MattingDeployError(
+                f"{self.path}: no engine (make it with 'matting-deploy build')")
+        try:
+            cuda.init()
+            if cuda.Device.count() <= device:
+                raise MattingDeployError(f"{self.path}: no CUDA device {device} on this machine")
+            self._ctx = cuda.Device(device).retain_primary_context()
+        except MattingDeployError:
+            raise
+        except Exception as e:
+            raise MattingDeployError(
+                f"{self.path}: CUDA is not usable here ({first_line(e)})") from None
+        self._ctx.push()
+        try:
+            self._load(states or [], downsample_ratio, built_with)
+        except BaseException:
+            self._release()
+            raise
+        finally:
+            self._ctx.pop()
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, precision: str = "fp16", device: int = 0) -> TrtRunner:
+        """The engine ``model.<precision>.engine`` of ``bundle`` (from ``matting-deploy build``)."""
+        name = ENGINE_FILE.format(precision=precision)
+        if f"trt-{precision}" in bundle.artifacts:  # recorded by build: check its sha256
+            bundle.verify(f"trt-{precision}")
+        info = bundle.manifest.get("engines", {}).get(precision, {})
+        return cls(bundle.root / name, bundle.states, bundle.downsample_ratio, device,
+                   info.get("tensorrt"))
+
+    # ------------------------------------------------------------------ setup
+
+    def _load(self, states: list[StateSpec], ratio: float | None, built_with: str | None) -> None:
+        trt, cuda = self._trt, self._cuda
+        self._logger = _Logger.make(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            why = f"built with TensorRT {built_with}, this is {trt.__version__}; " if (
+                built_with and built_with != trt.__version__) else ""
+            detail = self._logger.errors[-1] if self._logger.errors else "no detail"
+            raise MattingDeployError(
+                f"{self.path}: TensorRT cannot load the engine ({why}{detail}); engines are tied "
+                "to the TensorRT version and GPU: rebuild with 'matting-deploy build --force'"
+            )
+        self._context = self._engine.create_execution_context()
+        if self._context is None:
+            raise MattingDeployError(f"{self.path}: cannot create an execution context")
+        self._stream = cuda.Stream()
+        self._tensor_api = hasattr(self._engine, "num_io_tensors") and hasattr(
+            self._context, "execute_async_v3")
+        self._io = self._describe_io()
+        self._dev: dict[str, Any] = {}
+        self._host: dict[str, np.ndarray] = {}
+        self._allocs: list[Any] = []
+        self.state_specs = [s for s in states if s.input in self._io and s.output in self._io]
+        state_names = {s.input for s in self.state_specs} | {s.output for s in self.state_specs}
+        for name, (_, shape, dtype) in self._io.items():
+            if any(d < 0 for d in shape):
+                raise MattingDeployError(
+                    f"{self.path}: tensor '{name}' has dynamic shape {shape}; build the engine "
+                    "from a static bundle"
+                )
+            nbytes = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
+            self._dev[name] = self._alloc(nbytes)
+            if name not in state_names:  # src, downsample_ratio and the returned outputs
+                self._host[name] = cuda.pagelocked_empty(shape, dtype)
+        if "downsample_ratio" in self._io:
+            self._host["downsample_ratio"][...] = ratio or 1.0
+            cuda.memcpy_htod(self._dev["downsample_ratio"], self._host["downsample_ratio"])
+        # Ping-pong: r_k,in reads buffer A while r_k,out writes buffer B; swapped after each run.
+        self._state_bufs = {s.input: [self._dev[s.input], self._dev[s.output]]
+                            for s in self.state_specs}
+        self.input_names = [n for n, (is_in, _, _) in self._io.items() if is_in]
+        self.output_names = [n for n, (is_in, _, _) in self._io.items()
+                             if not is_in and n not in state_names]
+        if "src" not in self._io:
+            raise MattingDeployError(f"{self.path}: engine has no 'src' input")
+        self.src_shape = tuple(self._io["src"][1])
+        self._zero_states()
+
+    def _describe_io(self) -> dict[str, tuple[bool, tuple[int, ...], Any]]:
+        trt, eng = self._trt, self._engine
+        io = {}
+        if self._tensor_api:
+            for i in range(eng.num_io_tensors):
+                name = eng.get_tensor_name(i)
+                is_input = eng.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                io[name] = (is_input, tuple(eng.get_tensor_shape(name)),
+                            trt.nptype(eng.get_tensor_dtype(name)))
+        else:  # TensorRT < 8.5
+            for i in range(eng.num_bindings):
+                name = eng.get_binding_name(i)
+                io[name] = (eng.binding_is_input(i), tuple(eng.get_binding_shape(i)),
+                            trt.nptype(eng.get_binding_dtype(i)))
+        return io
+
+    def _alloc(self, nbytes: int):
+        mem = self._cuda.mem_alloc(nbytes)
+        self._allocs.append(mem)
+        return mem
+
+    def _zero_states(self) -> None:
+        for spec in self.state_specs:
+            shape, dtype = self._io[spec.input][1], self._io[spec.input][2]
+            nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+            for buf in self._state_bufs[spec.input]:
+                self._cuda.memset_d8(buf, 0, nbytes)
+
+    # ------------------------------------------------------------------ running
+
+    def _addresses(self) -> dict[str, int]:
+        addr = {name: int(mem) for name, mem in self._dev.items()}
+        for spec in self.state_specs:
+            a, b = self._state_bufs[spec.input]
+            addr[spec.input], addr[spec.output] = int(a), int(b)
+        return addr
+
+    def _execute(self) -> None:
+        addr = self._addresses()
+        if self._tensor_api:
+            for name, ptr in addr.items():
+                self._context.set_tensor_address(name, ptr)
+            ok = self._context.execute_async_v3(stream_handle=self._stream.handle)
+        else:
+            bindings = [addr[self._engine.get_binding_name(i)]
+                        for i in range(self._engine.num_bindings)]
+            ok = self._context.execute_async_v2(bindings=bindings,
+                                                stream_handle=self._stream.handle)
+        if not ok:
+            detail = self._logger.errors[-1] if self._logger.errors else "no detail"
+            raise MattingDeployError(f"{self.path}: TensorRT execution failed ({detail})")
+
+    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        """One frame batch; returns ``pha`` (and ``fgr``) as float32 host arrays."""
+        src = np.asarray(src)
+        if src.shape != self.src_shape:
+            raise MattingDeployError(
+                f"{self.path}: src must be {self.src_shape} for this engine, got {src.shape}"
+            )
+        cuda = self._cuda
+        self._ctx.push()
+        try:
+            np.copyto(self._host["src"], src, casting="unsafe")
+            cuda.memcpy_htod_async(self._dev["src"], self._host["src"], self._stream)
+            self._execute()
+            for name in self.output_names:
+                cuda.memcpy_dtoh_async(self._host[name], self._dev[name], self._stream)
+            self._stream.synchronize()
+        finally:
+            self._ctx.pop()
+        for spec in self.state_specs:  # this frame's r_k,out is the next frame's r_k,in
+            bufs = self._state_bufs[spec.input]
+            bufs.reverse()
+        return {name: self._host[name].astype(np.float32, copy=True) for name in self.output_names}
+
+    def execute_only(self) -> None:
+        """Enqueue the engine and wait, without copies or state swap (the bench's bare call)."""
+        self._ctx.push()
+        try:
+            self._execute()
+            self._stream.synchronize()
+        finally:
+            self._ctx.pop()
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copy of the current recurrent state (what the next ``run`` feeds), by input name."""
+        out = {}
+        self._ctx.push()
+        try:
+            for spec in self.state_specs:
+                _, shape, dtype = self._io[spec.input]
+                host = np.empty(shape, dtype)
+                self._cuda.memcpy_dtoh(host, self._state_bufs[spec.input][0])
+                out[spec.input] = host.astype(np.float32)
+        finally:
+            self._ctx.pop()
+        return out
+
+    def reset(self) -> None:
+        self._ctx.push()
+        try:
+            self._zero_states()
+        finally:
+            self._ctx.pop()
+
+    def close(self) -> None:
+        if getattr(self, "_ctx", None) is None:
+            return
+        self._ctx.push()
+        try:
+            self._release()
+        finally:
+            self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None
+
+    def _release(self) -> None:
+        for mem in getattr(self, "_allocs", []):
+            mem.free()
+        self._allocs = []
+        self._dev, self._host = {}, {}
+        for attr in ("_context", "_engine", "_runtime"):  # context before engine before runtime
+            if hasattr(self, attr):
+                delattr(self, attr)
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

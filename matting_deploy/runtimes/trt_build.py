@@ -1,0 +1,352 @@
+"""Build a TensorRT engine from a bundle: ``model.<precision>.engine`` for the GPU in front of you.
+
+Which ONNX and which switches, by TensorRT version (:func:`plan_build`):
+
+============  ======================================  =========================================
+precision     TensorRT 8.6 / 10.0                     TensorRT >= 10.1 (and 11.x)
+============  ======================================  =========================================
+fp32          model.onnx                              model.onnx
+fp16          model.onnx + FP16 builder flag          10.x: same; 11.x (no precision flags):
+                                                      model.fp16.onnx, strongly typed
+int8          model.onnx + INT8 (+FP16 fallback)      model.int8.onnx (Q/DQ), strongly typed
+              flags, scales from calib.cache through
+              a calibrator that only reads the cache
+============  ======================================  =========================================
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..bundle import ARTIFACT_FILES, ENGINE_FILE, Bundle
+from ..errors import MattingDeployError, first_line
+from ..fileio import atomic_path, check_writable, sha256_file
+
+PRECISIONS = ("fp32", "fp16", "int8")
+INSTALL = ("pip install 'matting-deploy[trt]' on the target machine (the one with the NVIDIA GPU; "
+           "on Jetson use JetPack's tensorrt)")
+CALIB_CACHE = "calib.cache"
+# calib.cache header algorithm -> the TensorRT calibrator interface that reads it.
+CALIBRATORS = {
+    "EntropyCalibration2": "IInt8EntropyCalibrator2",
+    "EntropyCalibration": "IInt8EntropyCalibrator",
+    "MinMaxCalibration": "IInt8MinMaxCalibrator",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to build one precision with one TensorRT version."""
+
+    precision: str
+    artifact: str  # the bundle artifact parsed (fp32 / fp16 / int8)
+    mode: str  # human-readable recipe, recorded in the manifest
+    flags: tuple[str, ...] = ()  # BuilderFlag names
+    strongly_typed: bool = False
+    calib_cache: bool = False
+
+
+@dataclass
+class CalibCache:
+    """TensorRT's text calibration cache: header, algorithm, per-tensor float32 scales."""
+
+    header: str
+    algorithm: str
+    scales: dict[str, float] = field(default_factory=dict)
+    blob: bytes = b""
+
+
+def version_tuple(version: str) -> tuple[int, int]:
+    parts = (version.split(".") + ["0", "0"])[:2]
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except ValueError:
+        raise MattingDeployError(f"cannot parse the TensorRT version '{version}'") from None
+
+
+def plan_build(bundle: Bundle, precision: str, trt_version: str) -> Plan:
+    """The recipe for ``precision`` under TensorRT ``trt_version``; checks the bundle's inputs."""
+    if precision not in PRECISIONS:
+        raise MattingDeployError(
+            f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
+    if bundle.dynamic:
+        raise MattingDeployError(
+            f"{bundle.root}: TensorRT engines are built from static bundles (shapes and "
+            "downsample_ratio fixed); export again without --dynamic"
+        )
+    ver = version_tuple(trt_version)
+    if precision == "fp32":
+        plan = Plan("fp32", "fp32", "fp32")
+    elif precision == "fp16" and ver[0] >= 11:
+        plan = Plan("fp16", "fp16", "strongly typed model.fp16.onnx (no FP16 flag in TensorRT 11)",
+                    strongly_typed=True)
+    elif precision == "fp16":
+        plan = Plan("fp16", "fp32", "FP16 builder flag on model.onnx", ("FP16",))
+    elif ver >= (10, 1):
+        plan = Plan("int8", "int8", "explicit INT8: Q/DQ model.int8.onnx, strongly typed",
+                    strongly_typed=True)
+    else:
+        plan = Plan("int8", "fp32", "implicit INT8: INT8+FP16 flags, scales from calib.cache",
+                    ("INT8", "FP16"), calib_cache=True)
+    if plan.artifact not in bundle.artifacts:
+        how = {"fp16": "export with --fp16", "int8": "run 'matting-deploy calibrate --int8'"}
+        raise MattingDeployError(
+            f"{bundle.root}: {precision} with TensorRT {trt_version} needs the "
+            f"'{plan.artifact}' artifact ({ARTIFACT_FILES[plan.artifact]}): "
+            f"{how.get(plan.artifact, 'export the bundle again')}"
+        )
+    if plan.calib_cache and not (bundle.root / CALIB_CACHE).is_file():
+        raise MattingDeployError(
+            f"{bundle.root / CALIB_CACHE}: missing; implicit INT8 (TensorRT < 10.1) reads its "
+            "scales from it: run 'matting-deploy calibrate --int8'"
+        )
+    return plan
+
+
+def parse_calib_cache(path: str | os.PathLike) -> CalibCache:
+    """Read calib.cache (``TRT-<ver>-<Algorithm>`` then ``tensor: hex-float32`` lines)."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+        lines = blob.decode("ascii").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise MattingDeployError(
+            f"{path}: unreadable calibration cache ({first_line(e)})") from None
+    head = lines[0].strip() if lines else ""
+    parts = head.split("-")
+    if len(parts) < 3 or parts[0] != "TRT":
+        raise MattingDeployError(f"{path}: not a TensorRT calibration cache (header '{head}')")
+    cache = CalibCache(head, parts[-1], blob=blob)
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        name, sep, value = line.rpartition(":")
+        try:
+            (scale,) = struct.unpack(">f", bytes.fromhex(value.strip().zfill(8)))
+        except (ValueError, struct.error):
+            sep = ""
+        if not sep or not name.strip():
+            raise MattingDeployError(f"{path}:{number}: expected 'tensor: hex-scale', got '{line}'")
+        cache.scales[name.strip()] = float(scale)
+    if not cache.scales:
+        raise MattingDeployError(f"{path}: calibration cache holds no scales")
+    return cache
+
+
+def make_cache_calibrator(trt: Any, cache: CalibCache) -> Any:
+    """A calibrator that only hands TensorRT the cache: no batches, no device memory, no images."""
+    base_name = CALIBRATORS.get(cache.algorithm)
+    if base_name is None or not hasattr(trt, base_name):
+        raise MattingDeployError(
+            f"{CALIB_CACHE}: algorithm '{cache.algorithm}' is not supported here "
+            f"(supported: {', '.join(CALIBRATORS)})"
+        )
+    base = getattr(trt, base_name)
+
+    class CacheOnlyCalibrator(base):
+        def __init__(self, blob: bytes):
+            base.__init__(self)
+            self._blob = blob
+
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names, *args):
+            return None  # never calibrate on the device: the cache is the only source
+
+        def read_calibration_cache(self, *args):
+            return self._blob
+
+        def write_calibration_cache(self, cache, *args):
+            return None
+
+    return CacheOnlyCalibrator(cache.blob)
+
+
+def require_tensorrt():
+    """The tensorrt module, or a one-line error saying how to get it."""
+    try:
+        import tensorrt as trt
+    except Exception as e:
+        raise MattingDeployError(
+            f"TensorRT is not installed here (the tensorrt Python package cannot be imported: "
+            f"{first_line(e)}): {INSTALL}"
+        ) from None
+    return trt
+
+
+def cuda_gpu(device: int = 0) -> tuple[str, str]:
+    """(name, compute capability) of CUDA device ``device``, asked from the driver (libcuda)."""
+    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
+    lib = None
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    hint = "TensorRT engines are built on the machine (GPU) that runs them"
+    if lib is None:
+        raise MattingDeployError(f"no NVIDIA GPU here (the NVIDIA driver, {names[0]}, is not "
+                                 f"installed): {hint}")
+    count, dev = ctypes.c_int(0), ctypes.c_int(0)
+    status = lib.cuInit(0)
+    if status == 0:
+        status = lib.cuDeviceGetCount(ctypes.byref(count))
+    if status != 0 or count.value <= device:
+        raise MattingDeployError(
+            f"no usable NVIDIA GPU here (CUDA driver status {status}, {count.value} device(s)): "
+            f"{hint}"
+        )
+    lib.cuDeviceGet(ctypes.byref(dev), device)
+    buf = ctypes.create_string_buffer(256)
+    lib.cuDeviceGetName(buf, 256, dev)
+    major, minor = ctypes.c_int(0), ctypes.c_int(0)
+    lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)  # COMPUTE_CAPABILITY_MAJOR
+    lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)  # COMPUTE_CAPABILITY_MINOR
+    return buf.value.decode(errors="replace"), f"{major.value}.{minor.value}"
+
+
+def _logger(trt):
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+            self.warnings: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(str(msg).strip())
+            elif severity == trt.ILogger.Severity.WARNING:
+                self.warnings.append(str(msg).strip())
+
+    return Logger()
+
+
+def _network_tensors(network) -> set[str]:
+    names = {network.get_input(i).name for i in range(network.num_inputs)}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        names |= {layer.get_output(j).name for j in range(layer.num_outputs)}
+    return names
+
+
+def _create_network(trt, builder, strongly_typed: bool):
+    flags = 0
+    creation = trt.NetworkDefinitionCreationFlag
+    major = version_tuple(trt.__version__)[0]
+    if major < 10 and hasattr(creation, "EXPLICIT_BATCH"):  # default (and deprecated) from 10.0
+        flags |= 1 << int(creation.EXPLICIT_BATCH)
+    if strongly_typed and major < 11:  # always on (flag deprecated, ignored) in 11.x
+        if not hasattr(creation, "STRONGLY_TYPED"):
+            raise MattingDeployError(f"TensorRT {trt.__version__} has no strongly typed networks")
+        flags |= 1 << int(creation.STRONGLY_TYPED)
+    return builder.create_network(flags)
+
+
+def build_engine(
+    bundle_dir: str | os.PathLike,
+    precision: str,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    device: int = 0,
+) -> Path:
+    """Build ``model.<precision>.engine`` in the bundle and record it in the manifest.
+
+    Raises MattingDeployError (nothing written) when TensorRT or a GPU is missing, the bundle
+    lacks what the recipe needs, or TensorRT fails to parse or build.
+    """
+    start = time.perf_counter()
+    bundle = Bundle.open(bundle_dir)
+    if precision not in PRECISIONS:
+        raise MattingDeployError(
+            f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
+    engine_name = ENGINE_FILE.format(precision=precision)
+    engine_path = bundle.root / engine_name
+    check_writable(engine_path, force)
+    trt = require_tensorrt()
+    gpu, capability = cuda_gpu(device)
+    plan = plan_build(bundle, precision, trt.__version__)
+    onnx_path = bundle.verify(plan.artifact)
+    cache = parse_calib_cache(bundle.root / CALIB_CACHE) if plan.calib_cache else None
+    log(f"building {engine_name} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
+        f"(sm {capability}): {plan.mode}")
+
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    if builder is None:
+        raise MattingDeployError(f"TensorRT cannot create a builder on {gpu} "
+                                 f"({logger.errors[-1] if logger.errors else 'no detail'})")
+    network = _create_network(trt, builder, plan.strongly_typed)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+        raise MattingDeployError(f"{onnx_path}: TensorRT's ONNX parser failed "
+                                 f"({errors[0] if errors else 'no detail'})")
+    config = builder.create_builder_config()
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    for flag in plan.flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    calibrator = None
+    if cache is not None:
+        known = _network_tensors(network)
+        covered = len(known & set(cache.scales))
+        if covered == 0:
+            raise MattingDeployError(
+                f"{bundle.root / CALIB_CACHE}: none of its tensor names are in {onnx_path.name} "
+                "(made for another model?)"
+            )
+        log(f"{CALIB_CACHE}: {cache.header}, scales for {covered} of {len(known)} tensors")
+        calibrator = make_cache_calibrator(trt, cache)
+        config.int8_calibrator = calibrator
+    cache_path = Path(timing_cache) if timing_cache else None
+    if cache_path is not None:
+        data = cache_path.read_bytes() if cache_path.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(data), False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise MattingDeployError(
+            f"{onnx_path}: TensorRT could not build the {precision} engine "
+            f"({logger.errors[-1] if logger.errors else 'no detail'})"
+        )
+    with atomic_path(engine_path, force) as tmp:
+        tmp.write_bytes(memoryview(serialized))
+    if cache_path is not None:
+        with atomic_path(cache_path, force=True) as tmp:
+            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    del calibrator
+
+    seconds = round(time.perf_counter() - start, 2)
+    info = {
+        "precision": precision,
+        "tensorrt": trt.__version__,
+        "gpu": gpu,
+        "compute_capability": capability,
+        "source": onnx_path.name,
+        "source_sha256": sha256_file(onnx_path),
+        "mode": plan.mode,
+        "flags": list(plan.flags),
+        "strongly_typed": plan.strongly_typed,
+        "workspace_mb": workspace_mb,
+        "build_seconds": seconds,
+    }
+    if cache is not None:
+        info["calib_cache_sha256"] = sha256_file(bundle.root / CALIB_CACHE)
+    bundle.add_file(engine_name, artifact=f"trt-{precision}", **info)
+    bundle.manifest.setdefault("engines", {})[precision] = {
+        "file": engine_name, "sha256": bundle.manifest["files"][engine_name]["sha256"], **info}
+    bundle.save()
+    log(f"wrote {engine_path} ({engine_path.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
+    return engine_path
