@@ -1,4 +1,4 @@
-"""The C surface: a C caller compiled here drives the runner through the md_api function pointers."""
+"""The C surface: a C caller compiled here drives the runner through the md_api pointers."""
 
 from __future__ import annotations
 

@@ -193,7 +193,9 @@ def cuda_gpu(device: int = 0) -> tuple[str, str]:
             break
         except OSError:
             continue
-    hint = "TensorRT engines are built on the machine (GPU) that runs them"
+    hint = ("run 'matting-deploy build' on the target machine, with its NVIDIA GPU and driver, "
+            "after pip install 'matting-deploy[trt]' (engines are tied to the GPU and TensorRT "
+            "version)")
     if lib is None:
         raise MattingDeployError(f"no NVIDIA GPU here (the NVIDIA driver, {names[0]}, is not "
                                  f"installed): {hint}")
@@ -317,9 +319,10 @@ def build_engine(
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
+        hint = f"; is {CALIB_CACHE} from this model?" if cache is not None else ""
         raise MattingDeployError(
             f"{onnx_path}: TensorRT could not build the {precision} engine "
-            f"({logger.errors[-1] if logger.errors else 'no detail'})"
+            f"({logger.errors[-1] if logger.errors else 'no detail'}){hint}"
         )
     with atomic_path(engine_path, force) as tmp:
         tmp.write_bytes(memoryview(serialized))

@@ -1,0 +1,181 @@
+"""TensorRT build and runner on a GPU (marked ``gpu``; skipped without tensorrt/pycuda/GPU)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from runtime_fixtures import H, W, frames, make_runtime_bundle
+
+from matting_deploy.bundle import Bundle
+from matting_deploy.cli import main
+from matting_deploy.errors import MattingDeployError
+
+pytestmark = pytest.mark.gpu
+
+
+def _gpu_or_skip():
+    trt = pytest.importorskip("tensorrt", reason="tensorrt is not installed")
+    pytest.importorskip("pycuda.driver", reason="pycuda is not installed")
+    from matting_deploy.runtimes.trt_build import cuda_gpu, version_tuple
+
+    try:
+        cuda_gpu()
+    except MattingDeployError as e:
+        pytest.skip(str(e))
+    return trt, version_tuple(trt.__version__)
+
+
+@pytest.fixture(scope="module")
+def trt_env():
+    return _gpu_or_skip()
+
+
+def _calib_cache(bundle_root, seq) -> None:
+    """A calib.cache for the tiny graph: max |x| / 127 of every tensor over ``seq`` (FP32 ORT)."""
+    import struct
+
+    model = onnx.load(str(bundle_root / "model.onnx"))
+    known = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for name in node.output:
+            if name not in known:
+                model.graph.output.append(onnx.ValueInfoProto(name=name))
+                known.add(name)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    bundle = Bundle.open(bundle_root)
+    state = {s.input: np.zeros(s.shape, np.float32) for s in bundle.states}
+    amax: dict[str, float] = {}
+    names = [o.name for o in sess.get_outputs()]
+    for frame in seq:
+        feed = {"src": frame, **state}
+        outs = dict(zip(names, sess.run(None, feed), strict=True))
+        for k, v in {**feed, **outs}.items():
+            amax[k] = max(amax.get(k, 0.0), float(np.abs(v).max()))
+        state = {s.input: outs[s.output] for s in bundle.states}
+    lines = ["TRT-8601-EntropyCalibration2"]
+    lines += [f"{k}: {struct.pack('>f', max(v, 1e-6) / 127.0).hex()}" for k, v in amax.items()]
+    (bundle_root / "calib.cache").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def engines(trt_env, tmp_path_factory):
+    """An RVM-like bundle with fp32, fp16 and int8 engines built through the CLI."""
+    trt, ver = trt_env
+    root = make_runtime_bundle(tmp_path_factory.mktemp("trt") / "rvm", "rvm", int8=True)
+    bundle = Bundle.open(root)
+    if ver[0] >= 11:  # TensorRT 11 builds FP16 from model.fp16.onnx (FP32 I/O)
+        from onnxconverter_common import float16
+
+        model = float16.convert_float_to_float16(onnx.load(str(root / "model.onnx")),
+                                                 keep_io_types=True)
+        onnx.save(model, str(root / "model.fp16.onnx"))
+        bundle.add_file("model.fp16.onnx", artifact="fp16", precision="fp16")
+    if ver < (10, 1):
+        _calib_cache(root, frames(4))
+        bundle.add_file("calib.cache")
+    bundle.save()
+    timing = root.parent / "timing.cache"
+    for precision in ("fp32", "fp16", "int8"):
+        res = CliRunner().invoke(main, ["build", "--bundle", str(root), "--precision", precision,
+                                        "--timing-cache", str(timing), "--workspace", "256"])
+        assert res.exit_code == 0, res.output
+    assert timing.is_file() and timing.stat().st_size > 0
+    return root
+
+
+def _ort_sequence(root, seq):
+    from matting_deploy.runtimes.open import open_runner
+
+    runner = open_runner(root, "fp32", "cpu")
+    outs = [runner.run(f) for f in seq]
+    return outs, runner.state
+
+
+def test_manifest_records_engines(engines, trt_env):
+    trt, _ = trt_env
+    manifest = json.loads((engines / "manifest.json").read_text())
+    for precision in ("fp32", "fp16", "int8"):
+        entry = manifest["engines"][precision]
+        assert entry["tensorrt"] == trt.__version__ and entry["gpu"]
+        assert manifest["artifacts"][f"trt-{precision}"] == f"model.{precision}.engine"
+        assert manifest["files"][f"model.{precision}.engine"]["sha256"] == entry["sha256"]
+    res = CliRunner().invoke(main, ["build", "--bundle", str(engines), "--precision", "fp32"])
+    assert res.exit_code == 2 and "already exists" in res.output
+
+
+@pytest.mark.parametrize("precision, atol", [("fp32", 2e-3), ("fp16", 2e-2), ("int8", 6e-2)])
+def test_trt_runner_matches_onnxruntime_with_state_on_device(engines, precision, atol):
+    from matting_deploy.runtimes.open import open_runner
+
+    seq = frames(5)
+    ref, ref_state = _ort_sequence(engines, seq)
+    runner = open_runner(engines, precision, "tensorrt")
+    try:
+        got = [runner.run(f) for f in seq]
+        for g, r in zip(got, ref, strict=True):
+            assert set(g) == {"pha", "fgr"}
+            np.testing.assert_allclose(g["pha"], r["pha"], rtol=0, atol=atol)
+            np.testing.assert_allclose(g["fgr"], r["fgr"], rtol=0, atol=atol)
+        state = runner.state()
+        for name, value in ref_state.items():
+            np.testing.assert_allclose(state[name], value, rtol=0, atol=4 * atol)
+        runner.reset()
+        assert all(not v.any() for v in runner.state().values())
+        again = runner.run(seq[0])
+        np.testing.assert_allclose(again["pha"], got[0]["pha"], rtol=0, atol=1e-6)
+    finally:
+        runner.close()
+
+
+def test_c_api_on_tensorrt(engines):
+    from matting_deploy.runtimes import capi
+
+    handle = ctypes.c_void_p()
+    rc = capi.md_open(str(engines).encode(), b"fp32", b"tensorrt", ctypes.byref(handle))
+    assert rc == 0, capi.last_error()
+    f32 = ctypes.POINTER(ctypes.c_float)
+    pha = np.zeros((1, 1, H, W), np.float32)
+    fgr = np.zeros((1, 3, H, W), np.float32)
+    seq = frames(2)
+    for f in seq:
+        assert capi.md_run(handle, f.ctypes.data_as(f32), 1, H, W, pha.ctypes.data_as(f32),
+                           fgr.ctypes.data_as(f32)) == 0, capi.last_error()
+    ref, _ = _ort_sequence(engines, seq)
+    np.testing.assert_allclose(pha, ref[-1]["pha"], rtol=0, atol=2e-3)
+    np.testing.assert_allclose(fgr, ref[-1]["fgr"], rtol=0, atol=2e-3)
+    assert capi.md_close(handle) == 0
+
+
+def test_bench_on_tensorrt(engines, tmp_path):
+    out = tmp_path / "b.json"
+    res = CliRunner().invoke(main, ["bench", "--bundle", str(engines), "--backend", "tensorrt",
+                                    "--iters", "20", "--warmup", "5", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["artifact"] for r in rows] == ["fp32", "fp16", "int8"]
+    assert all(r["p50_ms"] > 0 and "overhead_pct" in r for r in rows)
+
+
+def test_engine_from_another_tensorrt_is_refused(engines, tmp_path):
+    from matting_deploy.runtimes.tensorrt_runner import TrtRunner
+
+    bad = tmp_path / "bad.engine"
+    bad.write_bytes(b"not an engine" * 10)
+    with pytest.raises(MattingDeployError, match="rebuild with 'matting-deploy build --force'"):
+        TrtRunner(bad)
+
+
+def test_dynamic_bundle_is_refused(trt_env, tmp_path):
+    root = make_runtime_bundle(tmp_path / "dyn", "modnet")
+    bundle = Bundle.open(root)
+    bundle.manifest["input"]["dynamic"] = True
+    bundle.save()
+    res = CliRunner().invoke(main, ["build", "--bundle", str(root), "--precision", "fp32"])
+    assert res.exit_code == 2 and "static bundles" in res.output
+    assert not (root / "model.fp32.engine").exists()
