@@ -37,29 +37,32 @@ from matting_deploy.runtimes.onnxruntime_runner import OrtRunner  # noqa: E402
 ALL_OPS = ()  # empty = every op type onnxruntime can quantize
 
 # name -> recipe (experiments; the library default is DEFAULT)
+ORT_DEFAULT_BINS = {"entropy": {"num_bins": 128, "num_quantized_bins": 128}}
+CONV_IN = {"op_types": ("Conv",), "no_output_qdq": ("Conv",)}
 RECIPES = {
     "default": DEFAULT,
-    "plain-all": Recipe("plain-all", op_types=ALL_OPS),
+    # onnxruntime's defaults: every quantizable op, 128-bin entropy
+    "plain-all": Recipe("plain-all", op_types=ALL_OPS, calibrator_options=ORT_DEFAULT_BINS),
     "conv": Recipe("conv", op_types=("Conv",)),
-    "conv-noout": Recipe("conv-noout", op_types=("Conv",), no_output_qdq=("Conv",)),
-    "conv-add": Recipe("conv-add", op_types=("Conv", "Add")),
-    "conv-add-noout": Recipe("conv-add-noout", op_types=("Conv", "Add"), no_output_qdq=("Conv",)),
-    "conv-nostem": Recipe("conv-nostem", op_types=("Conv",), exclude_rules=("stem",)),
-    "conv-noout-nostem": Recipe("conv-noout-nostem", op_types=("Conv",), no_output_qdq=("Conv",),
-                                exclude_rules=("stem",)),
-    "conv-noout-nostem-gate": Recipe("conv-noout-nostem-gate", op_types=("Conv",),
-                                     no_output_qdq=("Conv",), exclude_rules=("stem", "gate")),
-    "conv-noout-nostem-gate-ref": Recipe(
-        "conv-noout-nostem-gate-ref", op_types=("Conv",), no_output_qdq=("Conv",),
-        exclude_rules=("stem", "gate", "refiner")),
-    "conv-noout-nostem-ref-proj": Recipe(
-        "conv-noout-nostem-ref-proj", op_types=("Conv",), no_output_qdq=("Conv",),
-        exclude_rules=("stem", "refiner", "projection")),
-    "conv-noout-all-rules": Recipe(
-        "conv-noout-all-rules", op_types=("Conv",), no_output_qdq=("Conv",),
-        exclude_rules=("stem", "gate", "refiner", "projection")),
-    "all-rules": Recipe("all-rules", op_types=ALL_OPS,
-                        exclude_rules=("stem", "hardswish", "gate", "refiner", "projection")),
+    "conv-in": Recipe("conv-in", **CONV_IN),
+    "conv-in-128": Recipe("conv-in-128", **CONV_IN, calibrator_options=ORT_DEFAULT_BINS),
+    "conv-in-stem": Recipe("conv-in-stem", **CONV_IN, exclude_rules=("stem",)),
+    "conv-in-stem-ref": Recipe("conv-in-stem-ref", **CONV_IN, exclude_rules=("stem", "refiner")),
+    "conv-in-stem-ref-g3": Recipe("conv-in-stem-ref-g3", **CONV_IN, exclude_rules=("stem", "refiner"),
+                                  range_guard=3.0),
+    "conv-in-stem-ref-g1.5": Recipe("conv-in-stem-ref-g1.5", **CONV_IN,
+                                    exclude_rules=("stem", "refiner"), range_guard=1.5),
+    "conv-in-stem-ref-g1": Recipe("conv-in-stem-ref-g1", **CONV_IN,
+                                  exclude_rules=("stem", "refiner"), range_guard=1.0),
+    "conv-in-stem-g3": Recipe("conv-in-stem-g3", **CONV_IN, exclude_rules=("stem",), range_guard=3.0),
+    "conv-in-g3": Recipe("conv-in-g3", **CONV_IN, range_guard=3.0),
+    "conv-out-stem-ref-g3": Recipe("conv-out-stem-ref-g3", op_types=("Conv",),
+                                   exclude_rules=("stem", "refiner"), range_guard=3.0),
+    "conv-add-stem-ref-g3": Recipe("conv-add-stem-ref-g3", op_types=("Conv", "Add"),
+                                   no_output_qdq=("Conv",), exclude_rules=("stem", "refiner"),
+                                   range_guard=3.0),
+    "all-stem-ref-g3": Recipe("all-stem-ref-g3", op_types=ALL_OPS,
+                              exclude_rules=("stem", "refiner"), range_guard=3.0),
 }
 
 
@@ -186,10 +189,11 @@ def main() -> None:
             rfile = work / f"ranges-{tag}.json"
             if rfile.exists():
                 ranges = json.loads(rfile.read_text())
-                t_cal = float("nan")
+                t_cal, n_mse = float("nan"), -1
             else:
                 t = time.perf_counter()
-                ranges = int8.collect_ranges(fp32, method, tensors, recipe, ListReader(feeds, args.chunk))
+                ranges, src = int8.collect_ranges(fp32, method, tensors, recipe, ListReader(feeds, args.chunk))
+                n_mse = sum(v == "mse" for v in src.values())
                 t_cal = time.perf_counter() - t
                 rfile.write_text(json.dumps(ranges))
             qpath = work / f"q-{tag}.onnx"
@@ -200,7 +204,7 @@ def main() -> None:
             t_eval = time.perf_counter() - t
             s = scores(alphas, mattes, ref)
             row = {"recipe": rname, "method": method, "tensors": len(tensors),
-                   "excluded": len(excl), "calib_s": round(t_cal, 1), "eval_s": round(t_eval, 1)}
+                   "excluded": len(excl), "guarded": n_mse, "calib_s": round(t_cal, 1), "eval_s": round(t_eval, 1)}
             for part, idx in (("hold", hold_idx), ("all", list(range(n)))):
                 m_ref = s_ref["mse"][idx].mean()
                 row[f"{part}_ratio"] = round(float(s["mse"][idx].mean() / m_ref), 4)

@@ -398,3 +398,20 @@ def test_infer_video_without_pyav_says_how_to_get_it(modnet, tmp_path):
     res = cli("infer", "--bundle", modnet, "--input", video, "--out", tmp_path / "o")
     assert res.exit_code == 2
     assert "PyAV" in res.output and "pip install 'matting-deploy[video]'" in res.output
+
+
+def test_infer_still_image_on_rvm_warms_the_state_up(rvm, tmp_path):
+    _write_frames(tmp_path / "frames", frames(1), size=(W, H))
+    image = tmp_path / "frames" / "frame1.png"
+    res = cli("infer", "--bundle", rvm, "--input", image, "--out", tmp_path / "o",
+              "--warmup-frames", 3, "--quiet")
+    assert res.exit_code == 0, res.output
+    from matting_deploy.imaging import load_image
+
+    src, geo = to_model_input(load_image(image), H, W)
+    runner = open_runner(rvm, "fp32", "cpu")
+    outs = [runner.run(src) for _ in range(3)]
+    got = load_matte(tmp_path / "o" / "alpha" / "frame1.png")
+    assert np.abs(got - alpha_to_source(outs[-1]["pha"], geo)).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(got - alpha_to_source(outs[0]["pha"], geo)).max() > 2 / 255
+    assert json.loads((tmp_path / "o" / "infer.json").read_text())["warmup_frames"] == 3

@@ -39,7 +39,11 @@ METHODS = {
     "minmax": CalibrationMethod.MinMax,
     "percentile": CalibrationMethod.Percentile,
 }
-MIN_OPSET = 13  # per-channel DequantizeLinear (axis) needs 13
+MIN_OPSET = 13
+# 2048 histogram bins (as TensorRT's entropy calibrator) so KL can clip outliers; onnxruntime's
+# default of 128 leaves it almost no choice but the full min/max range.
+DEFAULT_CALIBRATOR_OPTIONS = {"entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+                              "percentile": {"num_bins": 2048, "percentile": 99.99}}
 
 
 def prepare_fp32(path: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -184,7 +188,7 @@ class _Percentile(_Only, PercentileCalibrater):
 def make_calibrator(fp32: Path, method: str, tensors: set[str], recipe: Recipe, workdir: Path):
     """An onnxruntime calibrator for ``method`` restricted to ``tensors``."""
     aug = str(workdir / "augmented.onnx")
-    opts = recipe.calibrator_options.get(method, {})
+    opts = {**DEFAULT_CALIBRATOR_OPTIONS.get(method, {}), **recipe.calibrator_options.get(method, {})}
     if method == "entropy":
         cal = _Entropy.__new__(_Entropy)
         cal.only = set(tensors)
@@ -206,10 +210,60 @@ def make_calibrator(fp32: Path, method: str, tensors: set[str], recipe: Recipe, 
     return cal
 
 
+def quant_error(hist: np.ndarray, edges: np.ndarray, amax: np.ndarray | float) -> np.ndarray:
+    """Expected squared error of symmetric INT8 (scale amax/127) on a histogram, per amax.
+
+    Clipped values cost their distance to the clip level; values inside cost the rounding of
+    their bin centre plus the uniform rounding noise scale**2 / 12.
+    """
+    h = hist.astype(np.float64)
+    c = (edges[:-1].astype(np.float64) + edges[1:]) / 2
+    t = np.atleast_1d(np.asarray(amax, np.float64))[:, None]
+    s = np.maximum(t, 1e-12) / 127.0
+    q = np.clip(np.round(c / s), -127, 127) * s
+    inside = (np.abs(c) <= t) * h
+    return (h * (q - c) ** 2).sum(axis=1) + inside.sum(axis=1) * s[:, 0] ** 2 / 12.0
+
+
+def mse_amax(hist: np.ndarray, edges: np.ndarray, candidates: int = 256) -> tuple[float, float]:
+    """(best amax, its error): the symmetric range with the least quantization error."""
+    top = float(np.max(np.abs(edges)))
+    if top <= 0:
+        return 0.0, 0.0
+    grid = np.linspace(top / candidates, top, candidates)
+    err = quant_error(hist, edges, grid)
+    i = int(np.argmin(err))
+    return float(grid[i]), float(err[i])
+
+
+def guard_ranges(
+    ranges: dict[str, tuple[float, float]], histograms: dict, guard: float | None
+) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """Keep each calibrated range unless its quantization error on the tensor's own histogram is
+    more than ``guard`` x the least achievable; then use the least-error range instead.
+
+    Returns the ranges and, per tensor, which rule set it ('method' or 'mse').
+    """
+    out, source = {}, {}
+    for name, (lo, hi) in ranges.items():
+        out[name], source[name] = (lo, hi), "method"
+        if guard is None or name not in histograms:
+            continue
+        hist, edges = histograms[name][0], histograms[name][1]
+        amax, best = mse_amax(hist, edges)
+        err = float(quant_error(hist, edges, max(abs(lo), abs(hi)))[0])
+        if amax > 0 and err > guard * best:
+            out[name], source[name] = (-amax, amax), "mse"
+    return out, source
+
+
 def collect_ranges(
     fp32: Path, method: str, tensors: set[str], recipe: Recipe, feeder, quiet: bool = True
-) -> dict[str, tuple[float, float]]:
-    """Run the calibration images through the calibrator in chunks; {tensor: (min, max)}."""
+) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """Run the calibration images through the calibrator in chunks.
+
+    Returns {tensor: (min, max)} after the recipe's range guard, and {tensor: 'method'|'mse'}.
+    """
     with tempfile.TemporaryDirectory(prefix="md-cal-") as tmp:
         cal = make_calibrator(fp32, method, tensors, recipe, Path(tmp))
         with _silenced(quiet):
@@ -223,8 +277,10 @@ def collect_ranges(
             if not feeder.used:
                 raise MattingDeployError("no calibration image could be read")
             data = cal.compute_data()
-    return {name: (float(np.min(td.range_value[0])), float(np.max(td.range_value[1])))
-            for name, td in data.items()}
+        hists = cal.collector.histogram_dict if getattr(cal, "collector", None) else {}
+    ranges = {name: (float(np.min(td.range_value[0])), float(np.max(td.range_value[1])))
+              for name, td in data.items()}
+    return guard_ranges(ranges, hists, recipe.range_guard)
 
 
 def ranges_to_tensors_data(ranges: dict[str, tuple[float, float]], method: str) -> TensorsData:

@@ -3,7 +3,8 @@
 Nodes are picked by graph structure (not by name), so the rules hold for any export of the same
 network. Rules:
 
-- ``stem``: the first Conv reached from the model input (its input is the raw normalised image);
+- ``stem``: the first Conv reached from the model input and the Conv right after its activation
+  (the two highest-resolution layers; the stem's output has by far the widest range);
 - ``hardswish``: the Mul of x * HardSigmoid(x);
 - ``gate``: squeeze-excite / attention gating Muls (x * sigmoid-like(pooled x)) and the small
   1x1 Convs on globally pooled tensors that compute the gate;
@@ -29,6 +30,9 @@ class Recipe:
     exclude_nodes: tuple[str, ...] = ()  # explicit node names (from --max-drift or experiments)
     no_output_qdq: tuple[str, ...] = ()  # op types whose outputs get no Q/DQ of their own
     calibrator_options: dict = field(default_factory=dict)  # method -> calibrator kwargs
+    # Per tensor, a calibrated range whose INT8 error (on the tensor's histogram) exceeds
+    # range_guard x the least achievable is replaced by the least-error range (None: never).
+    range_guard: float | None = None
 
     def with_excluded(self, nodes) -> Recipe:
         return replace(self, exclude_nodes=tuple(sorted(set(self.exclude_nodes) | set(nodes))))
@@ -41,6 +45,7 @@ class Recipe:
             "exclude_nodes": list(self.exclude_nodes),
             "no_output_qdq": list(self.no_output_qdq),
             "calibrator_options": self.calibrator_options,
+            "range_guard": self.range_guard,
         }
 
 
@@ -93,6 +98,14 @@ def _stem(g: Graph) -> set[str]:
                 out.add(n.name)
             elif n.op_type not in ("Concat", "AveragePool", "ReduceMean"):
                 todo.extend(n.output)
+    # ... and the Conv(s) fed by the stem's activation (HardSwish/ReLU), not through another Conv.
+    todo = [o for n in g.nodes if n.name in out for o in n.output]
+    while todo:
+        for n in g.consumers.get(todo.pop(), []):
+            if n.op_type == "Conv":
+                out.add(n.name)
+            elif n.op_type in ("HardSigmoid", "Mul", "Relu", "Clip", "HardSwish", "Sigmoid"):
+                todo.extend(n.output)
     return out
 
 
@@ -107,7 +120,7 @@ def _hardswish(g: Graph) -> set[str]:
     return out
 
 
-def _pooled(g: Graph, tensor: str, depth: int = 4) -> bool:
+def _pooled(g: Graph, tensor: str, depth: int = 6) -> bool:
     """Is ``tensor`` computed from a global pool within ``depth`` nodes (a 1x1 gate branch)?"""
     p = g.parent(tensor)
     if p is None or depth == 0:

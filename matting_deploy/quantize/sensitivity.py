@@ -105,14 +105,14 @@ class DriftProbe:
     frames with the model's own recurrent state carried (zeros at the start), and scores the
     last frame. drift(mask) = mean alpha MSE against the FP32 model under the same protocol."""
 
-    def __init__(self, sw: Switchable, feeds: list[dict], refs: list[np.ndarray], session_factory,
+    def __init__(self, sw: Switchable, feeds: list[dict], refs: list[np.ndarray], session,
                  states: list | None = None, frames: int = 1):
         self.sw = sw
         self.feeds = feeds  # first-frame input dicts (zero states)
         self.refs = refs
         self.states = list(states or [])
         self.frames = frames if self.states else 1
-        self.session = session_factory(sw.model)
+        self.session = session  # an onnxruntime session of sw.model
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     def alphas(self, mask: np.ndarray) -> list[np.ndarray]:
@@ -170,3 +170,52 @@ def fewest_to_float(
         else:
             lo = mid + 1
     return [n for n, _ in ranking[:lo]], drift_without(lo)
+
+
+def node_act_inputs(model: onnx.ModelProto, nodes: set[str], ranges: dict) -> dict[str, list[str]]:
+    """For each quantized node, its activation inputs that have a calibrated range."""
+    return {n.name: [i for i in n.input if i in ranges] for n in model.graph.node if n.name in nodes}
+
+
+def quantized_nodes(model: onnx.ModelProto, op_types, excluded: set[str], ranges: dict) -> set[str]:
+    """Nodes the recipe quantizes: of its op types, not excluded, with a calibrated input."""
+    return {
+        n.name for n in model.graph.node
+        if (not op_types or n.op_type in op_types) and n.name not in excluded
+        and any(i in ranges for i in n.input)
+    }
+
+
+def find_fallback(
+    model: onnx.ModelProto,
+    nodes: set[str],
+    ranges: dict[str, tuple[float, float]],
+    scale_of: Callable[[float, float], float],
+    feeds: list[dict],
+    refs: list[np.ndarray],
+    rank_feeds: list[dict],
+    rank_refs: list[np.ndarray],
+    session_factory,
+    states: list,
+    frames: int,
+    target: float,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Fewest quantized nodes to keep in float so the (probe) drift falls under ``target``.
+
+    Ranking ("all but one") runs on ``rank_feeds`` (single warmed-up frames, cheap); the search
+    for the shortest prefix runs the full protocol on ``feeds``.
+    """
+    sw = switchable_model(model, node_act_inputs(model, nodes, ranges),
+                          {t: scale_of(*r) for t, r in ranges.items()})
+    session = session_factory(sw.model)
+    full = DriftProbe(sw, feeds, refs, session, states, frames)
+    n = len(sw.nodes)
+    before = full.drift(np.ones(n, np.float32))
+    if before < target:
+        return {"probe_before": before, "probe_after": before, "nodes": [], "ranked": 0}
+    ranker = DriftProbe(sw, rank_feeds, rank_refs, session)
+    ranking = rank_nodes(ranker, progress)
+    keep, after = fewest_to_float(full, ranking, target)
+    return {"probe_before": before, "probe_after": after, "nodes": keep, "ranked": n,
+            "ranking": [(name, gain) for name, gain in ranking[:20]]}

@@ -1,0 +1,60 @@
+"""TensorRT's text calibration cache (implicit INT8, e.g. TensorRT 8.x/10.x on Jetson).
+
+Layout, as TensorRT's own calibrators write it::
+
+    TRT-8601-EntropyCalibration2
+    src: 3c010204
+    input.1: 3d8f5c29
+
+The header names the TensorRT version (8601 = 8.6.1) and the calibrator; each following line is
+``tensor name: scale``, the scale being the big-endian IEEE-754 float32 bits in hex, and
+``scale = amax / 127`` (symmetric INT8). Tensor names are the ONNX value names TensorRT's ONNX
+parser gives the network tensors. TensorRT keeps tensors without a line in FP16/FP32.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from ..errors import MattingDeployError
+
+DEFAULT_VERSION = 8601
+DEFAULT_ALGORITHM = "EntropyCalibration2"
+
+
+def scale_hex(scale: float) -> str:
+    """float32 scale -> 8 hex digits of its big-endian bits (1/127 -> '3c010204')."""
+    return struct.pack(">f", float(scale)).hex()
+
+
+def hex_scale(text: str) -> float:
+    try:
+        return struct.unpack(">f", bytes.fromhex(text.strip().zfill(8)))[0]
+    except ValueError:
+        raise MattingDeployError(f"calibration cache: '{text}' is not a hex float32") from None
+
+
+def format_cache(
+    scales: dict[str, float], version: int = DEFAULT_VERSION, algorithm: str = DEFAULT_ALGORITHM
+) -> str:
+    """The cache text for ``{tensor name: scale}`` (written in the given order)."""
+    lines = [f"TRT-{version}-{algorithm}"]
+    for name, scale in scales.items():
+        if not scale > 0:
+            raise MattingDeployError(f"calibration cache: tensor '{name}' has scale {scale}")
+        lines.append(f"{name}: {scale_hex(scale)}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_cache(text: str) -> tuple[str, dict[str, float]]:
+    """(header, {tensor name: scale}) from cache text. Names may contain ':' (split at the last)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines or not lines[0].startswith("TRT-"):
+        raise MattingDeployError("calibration cache: missing 'TRT-<version>-<calibrator>' header")
+    scales = {}
+    for ln in lines[1:]:
+        name, sep, value = ln.rpartition(":")
+        if not sep or not name:
+            raise MattingDeployError(f"calibration cache: bad line '{ln}'")
+        scales[name.strip()] = hex_scale(value)
+    return lines[0], scales
