@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from typing import Any
 from ..bundle import ARTIFACT_FILES, ENGINE_FILE, Bundle
 from ..errors import MattingDeployError, first_line
 from ..fileio import atomic_path, check_writable, sha256_file
+from ..quantize.trt_cache import parse_cache
 
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL = ("pip install 'matting-deploy[trt]' on the target machine (the one with the NVIDIA GPU; "
@@ -112,33 +112,18 @@ def plan_build(bundle: Bundle, precision: str, trt_version: str) -> Plan:
 
 
 def parse_calib_cache(path: str | os.PathLike) -> CalibCache:
-    """Read calib.cache (``TRT-<ver>-<Algorithm>`` then ``tensor: hex-float32`` lines)."""
+    """Read calib.cache (format in :mod:`matting_deploy.quantize.trt_cache`), naming the file on error."""
     path = Path(path)
     try:
         blob = path.read_bytes()
-        lines = blob.decode("ascii").splitlines()
+        header, scales = parse_cache(blob.decode("ascii"))
     except (OSError, UnicodeDecodeError) as e:
-        raise MattingDeployError(
-            f"{path}: unreadable calibration cache ({first_line(e)})") from None
-    head = lines[0].strip() if lines else ""
-    parts = head.split("-")
-    if len(parts) < 3 or parts[0] != "TRT":
-        raise MattingDeployError(f"{path}: not a TensorRT calibration cache (header '{head}')")
-    cache = CalibCache(head, parts[-1], blob=blob)
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        name, sep, value = line.rpartition(":")
-        try:
-            (scale,) = struct.unpack(">f", bytes.fromhex(value.strip().zfill(8)))
-        except (ValueError, struct.error):
-            sep = ""
-        if not sep or not name.strip():
-            raise MattingDeployError(f"{path}:{number}: expected 'tensor: hex-scale', got '{line}'")
-        cache.scales[name.strip()] = float(scale)
-    if not cache.scales:
+        raise MattingDeployError(f"{path}: unreadable calibration cache ({first_line(e)})") from None
+    except MattingDeployError as e:
+        raise MattingDeployError(f"{path}: {e}") from None
+    if not scales:
         raise MattingDeployError(f"{path}: calibration cache holds no scales")
-    return cache
+    return CalibCache(header, header.split("-")[-1], scales, blob)
 
 
 def make_cache_calibrator(trt: Any, cache: CalibCache) -> Any:
