@@ -11,15 +11,6 @@ from matting_deploy.models.checkpoint import load_checkpoint
 from matting_deploy.models.modnet import MODNet
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small inputs: one intra-op thread is faster and avoids spin-waiting on 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def random_modnet(seed: int) -> MODNet:
     """A seeded MODNet with non-trivial norm statistics and affine parameters."""
     torch.manual_seed(seed)

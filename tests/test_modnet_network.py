@@ -13,15 +13,6 @@ from matting_deploy.models.modnet import IBNorm, MODNet
 MANIFEST = json.loads((Path(__file__).parent / "reference" / "modnet_state_dict.json").read_text())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small inputs: one intra-op thread is faster and avoids spin-waiting on 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def net() -> MODNet:
     torch.manual_seed(0)

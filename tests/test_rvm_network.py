@@ -36,15 +36,6 @@ def seeded(variant: str = "mobilenetv3", **kw) -> MattingNetwork:
     return net.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small inputs: one intra-op thread is faster and avoids spin-waiting on 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def nets() -> dict[str, MattingNetwork]:
     return {v: seeded(v) for v in VARIANTS}
