@@ -7,6 +7,9 @@ other half is held out; figures are given for the held-out half and for all imag
 
     python bench/int8_recipes.py --bundle /work/cache/rvm-bundle \
         --data /work/shared/data/composite-dev --recipes default,plain-all --methods entropy
+    python bench/int8_recipes.py --recipes default --eval-model BUNDLE/model.int8.onnx
+
+Results and the commands behind them: bench/NOTES-int8.md.
 
 Work files (FP32 references, calibrated ranges, Q/DQ models) are cached under --work.
 """
@@ -54,6 +57,22 @@ RECIPES = {
                                     exclude_rules=("stem", "refiner"), range_guard=1.5),
     "conv-in-stem-ref-g1": Recipe("conv-in-stem-ref-g1", **CONV_IN,
                                   exclude_rules=("stem", "refiner"), range_guard=1.0),
+    "conv-in-early-ref": Recipe("conv-in-early-ref", **CONV_IN, exclude_rules=("early", "refiner")),
+    "conv-in-early-ref-g3": Recipe("conv-in-early-ref-g3", **CONV_IN,
+                                   exclude_rules=("early", "refiner"), range_guard=3.0),
+    "conv-in-early-ref-g1.5": Recipe("conv-in-early-ref-g1.5", **CONV_IN,
+                                     exclude_rules=("early", "refiner"), range_guard=1.5),
+    "conv-in-early-ref-g1": Recipe("conv-in-early-ref-g1", **CONV_IN,
+                                   exclude_rules=("early", "refiner"), range_guard=1.0),
+    "conv-out-early-ref-g3": Recipe("conv-out-early-ref-g3", op_types=("Conv",),
+                                    exclude_rules=("early", "refiner"), range_guard=3.0),
+    "conv-add-early-ref-g3": Recipe("conv-add-early-ref-g3", op_types=("Conv", "Add"),
+                                    no_output_qdq=("Conv",), exclude_rules=("early", "refiner"),
+                                    range_guard=3.0),
+    "all-early-ref-g3": Recipe("all-early-ref-g3", op_types=ALL_OPS,
+                               exclude_rules=("early", "refiner"), range_guard=3.0),
+    "conv-in-early-g3": Recipe("conv-in-early-g3", **CONV_IN, exclude_rules=("early",),
+                               range_guard=3.0),
     "conv-in-stem-g3": Recipe("conv-in-stem-g3", **CONV_IN, exclude_rules=("stem",), range_guard=3.0),
     "conv-in-g3": Recipe("conv-in-g3", **CONV_IN, range_guard=3.0),
     "conv-out-stem-ref-g3": Recipe("conv-out-stem-ref-g3", op_types=("Conv",),
@@ -132,6 +151,8 @@ def main() -> None:
     ap.add_argument("--opt", action="append", default=[],
                     help="calibrator option for this run: method:key=value (e.g. entropy:num_bins=512)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-model", action="append", default=[],
+                    help="also score an existing INT8 model file (e.g. BUNDLE/model.int8.onnx)")
     args = ap.parse_args()
 
     work = Path(args.work)
@@ -177,6 +198,25 @@ def main() -> None:
 
     model = onnx.load(str(fp32))
     rows = []
+
+    def score_row(name, method, qpath, extra):
+        qr = OrtRunner(qpath, bundle.states, bundle.downsample_ratio, threads=args.threads)
+        t = time.perf_counter()
+        alphas = run_protocol(qr, srcs, geos, args.frames)
+        s = scores(alphas, mattes, ref)
+        row = {"recipe": name, "method": method, **extra, "eval_s": round(time.perf_counter() - t, 1)}
+        for part, idx in (("hold", hold_idx), ("all", list(range(n)))):
+            m_ref = s_ref["mse"][idx].mean()
+            row[f"{part}_ratio"] = round(float(s["mse"][idx].mean() / m_ref), 4)
+            row[f"{part}_miou_drop"] = round(float(s_ref["miou"][idx].mean() - s["miou"][idx].mean()), 4)
+            row[f"{part}_diff"] = round(float(s["diff"][idx].mean()), 5)
+        worst = int(np.argmax(s["mse"] - s_ref["mse"]))
+        row["worst"] = f"{pairs[worst].name} {s_ref['mse'][worst]:.4f}->{s['mse'][worst]:.4f}"
+        return row
+
+    for path in args.eval_model:
+        rows.append(score_row(Path(path).parent.name + "/" + Path(path).name, "-", path, {}))
+        print(json.dumps(rows[-1]), flush=True)
     for method in args.methods.split(","):
         for rname in args.recipes.split(","):
             recipe = RECIPES[rname]
@@ -198,18 +238,9 @@ def main() -> None:
                 rfile.write_text(json.dumps(ranges))
             qpath = work / f"q-{tag}.onnx"
             int8.write_qdq(fp32, qpath, ranges, method, recipe, excl)
-            qr = OrtRunner(qpath, bundle.states, bundle.downsample_ratio, threads=args.threads)
-            t = time.perf_counter()
-            alphas = run_protocol(qr, srcs, geos, args.frames)
-            t_eval = time.perf_counter() - t
-            s = scores(alphas, mattes, ref)
-            row = {"recipe": rname, "method": method, "tensors": len(tensors),
-                   "excluded": len(excl), "guarded": n_mse, "calib_s": round(t_cal, 1), "eval_s": round(t_eval, 1)}
-            for part, idx in (("hold", hold_idx), ("all", list(range(n)))):
-                m_ref = s_ref["mse"][idx].mean()
-                row[f"{part}_ratio"] = round(float(s["mse"][idx].mean() / m_ref), 4)
-                row[f"{part}_miou_drop"] = round(float(s_ref["miou"][idx].mean() - s["miou"][idx].mean()), 4)
-                row[f"{part}_diff"] = round(float(s["diff"][idx].mean()), 5)
+            row = score_row(rname, method, qpath, {
+                "tensors": len(tensors), "excluded": len(excl), "guarded": n_mse,
+                "calib_s": round(t_cal, 1)})
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"FP32: MSE all {s_ref['mse'].mean():.5f} hold {s_ref['mse'][hold_idx].mean():.5f}; "

@@ -221,7 +221,7 @@ def _fallback(bundle, model, prepared, recipe, excl, ranges, method, held, sourc
     warm = CalibrationFeeder(runner, source, held, bundle.model, bundle.input_hw, frames)
     warm_feeds = warm.all_feeds()  # warmed-up frame (ranking)
     first, refs, warm_refs = [], [], []
-    for item, feed in zip(warm.used, warm_feeds, strict=True):
+    for feed in warm_feeds:
         runner.reset()
         first.append({k: v.copy() for k, v in runner.feed(feed["src"]).items()})
         for _ in range(frames):

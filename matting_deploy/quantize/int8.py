@@ -7,6 +7,7 @@ chosen recipe will actually quantize are calibrated (that is most of the speed).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -70,6 +71,17 @@ def _extra_options(recipe: Recipe) -> dict:
 
 
 def _quantize(fp32: Path, out: Path, ranges: TensorsData, recipe: Recipe, nodes_to_exclude) -> None:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime.quantization warns about pre-processing on root
+    try:
+        _quantize_static(fp32, out, ranges, recipe, nodes_to_exclude)
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(fp32: Path, out: Path, ranges: TensorsData, recipe: Recipe,
+                     nodes_to_exclude) -> None:
     with tempfile.TemporaryDirectory(prefix="md-q-") as tmp:
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(ranges, cache)

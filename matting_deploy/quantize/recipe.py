@@ -8,6 +8,9 @@ network. Rules:
 - ``hardswish``: the Mul of x * HardSigmoid(x);
 - ``gate``: squeeze-excite / attention gating Muls (x * sigmoid-like(pooled x)) and the small
   1x1 Convs on globally pooled tensors that compute the gate;
+- ``early``: encoder Convs (ancestors of the lowest-resolution tensor, not fed by recurrent
+  state) whose output is at 1/8 of the input size or larger: the stem and the high-resolution
+  backbone stages, where INT8 noise is amplified most;
 - ``refiner``: RVM's deep guided filter (everything computed from the projection's output);
 - ``projection``: the Conv whose output is split into the alpha/foreground channels.
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import onnx
 
-RULES = ("stem", "hardswish", "gate", "refiner", "projection")
+RULES = ("stem", "early", "hardswish", "gate", "refiner", "projection")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Graph:
                 self.consumers[i].append(n)
         self.inits = {i.name: i for i in model.graph.initializer}
         self.inputs = [i.name for i in model.graph.input if i.name not in self.inits]
+        self.value_info = {v.name: v for v in (*model.graph.value_info, *model.graph.input,
+                                                 *model.graph.output)}
 
     def parent(self, tensor: str):
         return self.producer.get(tensor)
@@ -168,8 +173,38 @@ def _refiner(g: Graph) -> set[str]:
     return after | (feeding - before - proj)
 
 
+def _spatial(g: Graph, tensor: str) -> tuple[int, int] | None:
+    vi = g.value_info.get(tensor)
+    if vi is None or not vi.type.HasField("tensor_type"):
+        return None
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in vi.type.tensor_type.shape.dim]
+    return (dims[-2], dims[-1]) if len(dims) == 4 and all(dims[-2:]) else None
+
+
+def _early(g: Graph, fraction: int = 8) -> set[str]:
+    src = "src" if "src" in g.inputs else g.inputs[0]
+    full = _spatial(g, src)
+    if full is None:
+        return set()
+    sizes = {t: hw for t in g.value_info if (hw := _spatial(g, t)) and hw[0] * hw[1] > 1}
+    if not sizes:
+        return set()
+    smallest = min(h * w for h, w in sizes.values())
+    encoder = g.ancestors([t for t, (h, w) in sizes.items() if h * w == smallest])
+    stateful = g.descendants([i for i in g.inputs if i != src])
+    out = set()
+    for n in g.nodes:
+        if n.op_type != "Conv" or n.name in stateful or n.name not in encoder:
+            continue
+        hw = _spatial(g, n.output[0])
+        if hw and hw[0] * fraction >= full[0] and hw[1] * fraction >= full[1]:
+            out.add(n.name)
+    return out
+
+
 _RULE_FUNCS = {
     "stem": _stem,
+    "early": _early,
     "hardswish": _hardswish,
     "gate": _gate,
     "refiner": _refiner,
@@ -187,7 +222,16 @@ def excluded_nodes(model: onnx.ModelProto, recipe: Recipe) -> set[str]:
 
 
 # Measured on the official RVM MobileNetV3 (bench/NOTES-int8.md); MODNet uses the same recipe.
-DEFAULT = Recipe(name="default")
+# Q/DQ on Conv inputs and weights only (where TensorRT runs INT8); stem, high-resolution
+# encoder stages and the refiner in float; KL ranges, each replaced by the least-error range
+# when KL's clipping costs more than 3x that error on the tensor's own histogram.
+DEFAULT = Recipe(
+    name="default",
+    op_types=("Conv",),
+    no_output_qdq=("Conv",),
+    exclude_rules=("early", "refiner"),
+    range_guard=3.0,
+)
 
 
 def default_recipe(model: str = "rvm") -> Recipe:
