@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..preprocess import preprocess_for
 from ..runtimes.base import Runner
 
 PARITY_FRAMES = 5
 FP32_MAX_ABS = 1e-4
 
 
-def parity_frames(height: int, width: int, frames: int = PARITY_FRAMES, seed: int = 0) -> list[np.ndarray]:
-    """Seeded inputs: half a smooth random pattern, half uniform noise (exercises every pixel)."""
+def parity_frames(model: str, height: int, width: int, frames: int = PARITY_FRAMES,
+                  seed: int = 0) -> list[np.ndarray]:
+    """Seeded images (half a smooth random pattern, half uniform noise) at 5/4 of the input size,
+    brought to the model input by the model's own preprocessing, like every real image."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    ih, iw = height * 5 // 4, width * 5 // 4
+    yy, xx = np.mgrid[0:ih, 0:iw].astype(np.float32)
+    preprocess = preprocess_for(model)
     out = []
     for _ in range(frames):
         fx, fy = rng.uniform(0.5, 4.0, 2)
-        smooth = 0.5 + 0.5 * np.sin(2 * np.pi * (fx * xx / width + fy * yy / height) + rng.uniform(0, 6.3))
-        noise = rng.random((1, 3, height, width), dtype=np.float32)
-        out.append((0.5 * smooth[None, None] + 0.5 * noise).astype(np.float32))
+        smooth = 0.5 + 0.5 * np.sin(2 * np.pi * (fx * xx / iw + fy * yy / ih) + rng.uniform(0, 6.3))
+        image = 0.5 * smooth[..., None] + 0.5 * rng.random((ih, iw, 3), dtype=np.float32)
+        out.append(preprocess(image.astype(np.float32), height, width)[0])
     return out
 
 

@@ -147,7 +147,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         fp32_path = stage / ARTIFACT_FILES["fp32"]
         onnx.save(model, str(fp32_path))
         states = _state_specs(shapes)
-        frames = parity_frames(opts.height, opts.width, 5 if states else 2)
+        frames = parity_frames(opts.model, opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
         parity = {"fp32": compare(reference, fp32, frames, against)}
         p32 = parity["fp32"]
