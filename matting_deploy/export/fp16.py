@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import onnx
 from onnx import helper
 
@@ -36,7 +38,8 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     del model.graph.value_info[:]  # stale shapes from the simplifier contradict the new Casts
     _route_outputs_through_identity(model)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS))
-    out = float16.convert_float_to_float16(
-        model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
-    )
-    return out
+    with warnings.catch_warnings():  # one warning per tiny weight clamped to FP16's range
+        warnings.simplefilter("ignore", UserWarning)
+        return float16.convert_float_to_float16(
+            model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
+        )
