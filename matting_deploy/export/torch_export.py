@@ -13,6 +13,7 @@ from ..errors import MattingDeployError
 from ..models.specs import RVM_STATE_CHANNELS, rvm_state_shapes
 
 SEED = 0
+GAIN = 0.7  # BatchNorm scale of the seeded random network (see _settle_norm_stats)
 
 
 class ModnetGraph(nn.Module):
@@ -88,6 +89,9 @@ def _settle_norm_stats(net: nn.Module, model: str, batches: int = 2) -> None:
     for _ in range(batches):
         x = torch.rand(2, 3, 96, 64, generator=gen)
         net((x - 0.5) / 0.5, True) if model == "modnet" else net(x)
+    for m in net.modules():  # damp each layer's gain: a contractive net, as trained nets are
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data.mul_(GAIN)
     net.eval()
 
 
