@@ -61,11 +61,10 @@ def _bar(total: int, desc: str):
 
 
 def _session(model):
-    import onnxruntime as ort
+    """A CPU session of an in-memory model (the sensitivity probe's switchable graph)."""
+    from ..runtimes.onnxruntime_runner import make_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return make_session(model.SerializeToString())
 
 
 def _protocol_drift(path, bundle, first_feeds, refs, frames) -> float:

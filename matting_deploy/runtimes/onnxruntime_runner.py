@@ -27,8 +27,9 @@ def available_backends() -> list[str]:
     return [name for name, provs in PROVIDERS.items() if provs[0] in have]
 
 
-def make_session(path: str | os.PathLike, backend: str = "cpu", threads: int = 0):
-    """An InferenceSession for ``path`` on ``backend``; a clear error if it cannot load."""
+def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads: int = 0):
+    """An InferenceSession for ``path`` (or serialized model bytes) on ``backend``; a clear error
+    if it cannot load."""
     import onnxruntime as ort
 
     if backend not in PROVIDERS:
@@ -42,9 +43,11 @@ def make_session(path: str | os.PathLike, backend: str = "cpu", threads: int = 0
     if threads:
         opts.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), opts, providers=PROVIDERS[backend])
+        return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts,
+                                    providers=PROVIDERS[backend])
     except Exception as e:  # onnxruntime raises several unrelated types
-        raise MattingDeployError(f"{path}: onnxruntime cannot load the model ({first_line(e)})") from None
+        where = "in-memory model" if isinstance(path, bytes) else path
+        raise MattingDeployError(f"{where}: onnxruntime cannot load the model ({first_line(e)})") from None
 
 
 class OrtRunner:

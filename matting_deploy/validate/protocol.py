@@ -23,6 +23,7 @@ from ..dataset import Pair, list_images, ppm_pairs
 from ..errors import MattingDeployError, first_line
 from ..imaging import load_image, load_matte
 from ..preprocess import Geometry, alpha_to_source, preprocess_for
+from ..runtimes.open import open_runner
 from .metrics import METRICS, all_metrics, dtssd_term
 
 ORT_BACKENDS = ("cpu", "cuda", "ort-trt")
@@ -222,17 +223,6 @@ def tensorrt_unavailable() -> str | None:
     return None
 
 
-def open_runner(bundle: Bundle, job: Job) -> Any:
-    """A runner (run / reset / close) for ``job``; ONNX artifacts are sha256-checked first."""
-    if job.backend == "tensorrt":
-        module = importlib.import_module("matting_deploy.runtimes.tensorrt_runner")
-        return module.TrtRunner.from_bundle(bundle, job.artifact)
-    from ..runtimes.onnxruntime_runner import OrtRunner
-
-    bundle.verify(job.artifact)
-    return OrtRunner.from_bundle(bundle, job.artifact, job.backend)
-
-
 # ----------------------------------------------------------------------------- scoring
 
 
@@ -350,7 +340,7 @@ def run_job(
     from tqdm import tqdm
 
     start = time.perf_counter()
-    runner = open_runner(bundle, job)
+    runner = open_runner(bundle, job.artifact, job.backend)
     bar = tqdm(
         total=len(data.images) + data.n_frames,
         desc=job.label,
