@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from matting_deploy.bundle import Bundle  # noqa: E402
-from matting_deploy.runtimes.bench_command import format_table, run_bench  # noqa: E402
+from matting_deploy.benchmark.pipeline import format_table, run_bench  # noqa: E402
 
 OVERHEAD_TARGET_PCT = 3.0
 INT8_TARGET = 1.3

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from matting_deploy.bundle import Bundle  # noqa: E402
-from matting_deploy.dataset import ppm_pairs  # noqa: E402
-from matting_deploy.imaging import load_image, load_matte  # noqa: E402
-from matting_deploy.preprocess import alpha_to_source, preprocess_for  # noqa: E402
+from matting_deploy.data.pairs import ppm_pairs  # noqa: E402
+from matting_deploy.data.imaging import load_image, load_matte  # noqa: E402
+from matting_deploy.data.preprocess import alpha_to_source, preprocess_for  # noqa: E402
 from matting_deploy.quantize import int8  # noqa: E402
 from matting_deploy.quantize.recipe import DEFAULT, Recipe, excluded_nodes  # noqa: E402
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner  # noqa: E402

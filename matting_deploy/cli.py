@@ -11,15 +11,8 @@ from . import __version__
 from .errors import GateFailed, MattingDeployError
 
 # Subcommand -> "module:attribute"; imported only when that subcommand runs (fast --help).
-COMMANDS = {
-    "export": "matting_deploy.export.command:export",
-    "calibrate": "matting_deploy.quantize.command:calibrate",
-    "validate": "matting_deploy.validate.command:validate",
-    "build": "matting_deploy.runtimes.build_command:build",
-    "bench": "matting_deploy.runtimes.bench_command:bench",
-    "infer": "matting_deploy.runtimes.infer_command:infer",
-    "demo": "matting_deploy.demo:demo",
-}
+COMMANDS = {name: f"matting_deploy.commands.{name}:{name}"
+            for name in ("export", "calibrate", "validate", "build", "bench", "infer", "demo")}
 
 
 class LazyGroup(click.Group):

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matting_deploy.calib.readers import (
+from matting_deploy.calib.sampling import choose, fingerprint, split_holdout
+from matting_deploy.data.sources import (
     FrameLoader,
     find_source,
     load_readable,
     warmup_items,
 )
-from matting_deploy.calib.sampling import choose, fingerprint, split_holdout
 from matting_deploy.errors import MattingDeployError
 
 H, W = 24, 32

@@ -14,15 +14,15 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from matting_deploy.bundle import Bundle
+from matting_deploy.bundle import Bundle, trt_cache
 from matting_deploy.calib.feeder import CalibrationFeeder
-from matting_deploy.calib.readers import find_source
 from matting_deploy.cli import main
+from matting_deploy.data.imaging import load_image
+from matting_deploy.data.preprocess import preprocess_for
+from matting_deploy.data.sources import find_source
 from matting_deploy.errors import MattingDeployError
 from matting_deploy.fileio import sha256_file, write_json
-from matting_deploy.imaging import load_image
-from matting_deploy.preprocess import preprocess_for
-from matting_deploy.quantize import int8, trt_cache
+from matting_deploy.quantize import ranges
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 
 H, W = 64, 96
@@ -268,4 +268,4 @@ def test_fast_kl_threshold_matches_onnxruntime():
         t = np.float32(np.abs(x).max())
         hist, edges = np.histogram(x, bins, range=(-t, t))
         h = (hist, edges.astype(np.float32), x.min(), x.max(), t)
-        assert int8.kl_threshold(h, nq) == ort.get_entropy_threshold(h, nq)
+        assert ranges.kl_threshold(h, nq) == ort.get_entropy_threshold(h, nq)

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 from PIL import Image
 from runtime_fixtures import H, W, frames, make_runtime_bundle
 
-from matting_deploy.bundle import Bundle
+from matting_deploy.bundle import Bundle, trt_cache
 from matting_deploy.cli import main
+from matting_deploy.data.imaging import load_matte
+from matting_deploy.data.preprocess import alpha_to_source, to_model_input
 from matting_deploy.errors import MattingDeployError
-from matting_deploy.imaging import load_matte
-from matting_deploy.preprocess import alpha_to_source, to_model_input
 from matting_deploy.runtimes import trt_build
 from matting_deploy.runtimes.ofd import OfdRunner, OneFrameDelay, ofd_step, smooth_sequence
 from matting_deploy.runtimes.open import io_spec, open_runner
@@ -268,7 +268,7 @@ def test_calibration_cache_parses_and_feeds_a_cache_only_calibrator(tmp_path):
         f"{k}: {struct.pack('>f', v).hex()}\n" for k, v in scales.items())
     path = tmp_path / "calib.cache"
     path.write_text(text)
-    cache = trt_build.parse_calib_cache(path)
+    cache = trt_cache.read_cache(path)
     assert cache.algorithm == "EntropyCalibration2" and cache.blob == text.encode()
     assert cache.scales.keys() == scales.keys()
     for k, v in scales.items():
@@ -287,10 +287,10 @@ def test_calibration_cache_parses_and_feeds_a_cache_only_calibrator(tmp_path):
         trt_build.make_cache_calibrator(fake_trt, cache)
     path.write_text("not a cache\n")
     with pytest.raises(MattingDeployError, match="calib.cache: calibration cache: missing"):
-        trt_build.parse_calib_cache(path)
+        trt_cache.read_cache(path)
     path.write_text("TRT-8601-MinMaxCalibration\nsrc: zz\n")
     with pytest.raises(MattingDeployError, match=r"calib.cache: calibration cache: .*zz.* is not a hex float32"):
-        trt_build.parse_calib_cache(path)
+        trt_cache.read_cache(path)
 
 
 # ----------------------------------------------------------------------------- bench
@@ -338,7 +338,7 @@ def test_infer_frames_carry_rvm_state_at_source_size(rvm, tmp_path):
     assert sorted(p.name for p in (out / "alpha").iterdir()) == sorted(names)
     assert sorted(p.name for p in (out / "composite").iterdir()) == sorted(names)
     # Reference: the same frames in natural order through one runner, state carried.
-    from matting_deploy.imaging import load_image
+    from matting_deploy.data.imaging import load_image
 
     runner = open_runner(rvm, "fp32", "cpu")
     for name in names:
@@ -406,7 +406,7 @@ def test_infer_still_image_on_rvm_warms_the_state_up(rvm, tmp_path):
     res = cli("infer", "--bundle", rvm, "--input", image, "--out", tmp_path / "o",
               "--warmup-frames", 3, "--quiet")
     assert res.exit_code == 0, res.output
-    from matting_deploy.imaging import load_image
+    from matting_deploy.data.imaging import load_image
 
     src, geo = to_model_input(load_image(image), H, W)
     runner = open_runner(rvm, "fp32", "cpu")

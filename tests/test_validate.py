@@ -15,14 +15,14 @@ from PIL import Image
 
 from matting_deploy.bundle import Bundle
 from matting_deploy.cli import main
-from matting_deploy.dataset import Pair
+from matting_deploy.data.imaging import load_image, load_matte
+from matting_deploy.data.pairs import Pair, load_dataset
+from matting_deploy.data.preprocess import alpha_to_source, to_model_input
 from matting_deploy.errors import MattingDeployError
-from matting_deploy.imaging import load_image, load_matte
-from matting_deploy.preprocess import alpha_to_source, to_model_input
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 from matting_deploy.validate import metrics as M
-from matting_deploy.validate.protocol import Scorer, load_dataset
-from matting_deploy.validate.report import Gates, drift, load_reference
+from matting_deploy.validate.gates import Gates, drift, load_reference
+from matting_deploy.validate.scoring import Scorer
 
 
 def validate(*args):
@@ -405,7 +405,7 @@ def test_reference_without_fp32_row(tmp_path):
 
 def test_command_module_imports_no_heavy_libraries():
     code = (
-        "import sys, matting_deploy.validate.command; "
+        "import sys, matting_deploy.commands.validate; "
         "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,4 +1,4 @@
-"""``matting-deploy bench``: latency percentiles, FPS and the runner's overhead over a bare call."""
+"""``bench`` as a function: latency percentiles, FPS and the runner's overhead over a bare call."""
 
 from __future__ import annotations
 
@@ -6,68 +6,37 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
+
+from .. import __version__
+from ..bundle import Bundle
+from ..errors import MattingDeployError
+from ..optional import versions
+from ..runtimes.base import Runner
+from ..runtimes.open import io_spec, open_runner
 
 BLOCK = 1  # runner and bare calls alternate, so noise from neighbours hits both alike
 
 
-def _split(text: str | None) -> list[str] | None:
-    items = [t.strip() for t in (text or "").split(",") if t.strip()]
-    return list(dict.fromkeys(items)) or None
-
-
-def default_artifacts(bundle: Any, backend: str) -> list[str]:
+def default_artifacts(bundle: Bundle, backend: str) -> list[str]:
     """Every ONNX artifact (fp32, fp16, int8 first), or every built engine for ``tensorrt``."""
-    from ..bundle import ENGINE_FILE
-    from .open import PRECISIONS
-
-    if backend == "tensorrt":
-        return [p for p in PRECISIONS if (bundle.root / ENGINE_FILE.format(precision=p)).is_file()]
-    onnx = [a for a, f in bundle.artifacts.items() if f.endswith(".onnx")]
-    return sorted(onnx, key=lambda a: (PRECISIONS.index(a) if a in PRECISIONS else 9, a))
+    return bundle.engines() if backend == "tensorrt" else list(bundle.onnx_artifacts())
 
 
-def bare_call(runner: Any, src: np.ndarray) -> Callable[[], Any] | None:
-    """The engine call with nothing around it: ``session.run`` on a prepared feed (onnxruntime),
-    enqueue + sync without copies (TensorRT); None when the runner has neither."""
-    if hasattr(runner, "session") and hasattr(runner, "feed"):
-        session, feed = runner.session, runner.feed(src)
-        return lambda: session.run(None, feed)
-    if hasattr(runner, "execute_only"):
-        return runner.execute_only
-    return None
-
-
-class _CachedSession:
-    """Stands in for an InferenceSession: returns one run's outputs again, in no time."""
-
-    def __init__(self, outputs: list[Any]):
-        self.outputs = outputs
-
-    def run(self, names: Any, feed: dict[str, Any]) -> list[Any]:
-        return self.outputs
-
-
-def runner_cost_us(runner: Any, src: np.ndarray, calls: int = 500) -> float | None:
+def runner_cost_us(runner: Runner, src: np.ndarray, calls: int = 500) -> float | None:
     """The runner's own time per call (feed, state, dict building) with the engine taken out:
-    median microseconds of ``run`` over a session that returns cached outputs (onnxruntime)."""
-    if not (hasattr(runner, "session") and hasattr(runner, "feed")):
+    median microseconds of ``run`` while the engine returns cached outputs (onnxruntime)."""
+    cached = runner.cached_engine(src)
+    if cached is None:
         return None
-    real = runner.session
-    runner.session = _CachedSession(real.run(None, runner.feed(src)))
-    try:
+    with cached:
         times = []
         for _ in range(calls):
             t0 = time.perf_counter_ns()
             runner.run(src)
             times.append((time.perf_counter_ns() - t0) / 1e3)
-    finally:
-        runner.session = real
-        runner.reset()
     return float(np.median(times))
 
 
@@ -78,10 +47,10 @@ def stats(ms: np.ndarray) -> dict[str, float]:
             "fps": 1000.0 / mean if mean > 0 else float("inf")}
 
 
-def measure(runner: Any, src: np.ndarray, iters: int, warmup: int) -> dict[str, Any]:
+def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int) -> dict[str, Any]:
     """Time ``runner.run(src)`` and its bare call, interleaved in blocks; milliseconds."""
     cost = runner_cost_us(runner, src)
-    bare = bare_call(runner, src)
+    bare = runner.bare_call(src)
     for _ in range(warmup):
         runner.run(src)
         if bare is not None:
@@ -118,14 +87,9 @@ def run_bench(
     warmup: int = 20,
     threads: int = 0,
     seed: int = 0,
-    log: Callable[[str], None] = click.echo,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark each artifact of ``bundle`` on ``backend``; returns the JSON-ready result."""
-    from .. import __version__
-    from ..bundle import Bundle
-    from ..errors import MattingDeployError
-    from .open import io_spec, open_runner
-
     bun = Bundle.open(bundle)
     names = artifacts or default_artifacts(bun, backend)
     if not names:
@@ -135,11 +99,8 @@ def run_bench(
     src = np.random.default_rng(seed).random((spec.n or 1, 3, h, w), dtype=np.float32)
     rows = []
     for name in names:
-        runner = open_runner(bun, name, backend, threads=threads)
-        try:
+        with open_runner(bun, name, backend, threads=threads) as runner:
             row = {"artifact": name, "backend": backend, **measure(runner, src, iters, warmup)}
-        finally:
-            runner.close()
         rows.append(row)
         log(f"{name} ({backend}): p50 {row['p50_ms']:.2f} ms")
     fp32 = next((r for r in rows if r["artifact"] == "fp32"), None)
@@ -157,19 +118,9 @@ def run_bench(
         "speedup_vs_fp32_p50": speedups,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
-        "versions": _versions(__version__, backend),
+        "versions": {"matting-deploy": __version__,
+                     **versions(["onnxruntime", "numpy"] + (["tensorrt"] if backend == "tensorrt" else []))},
     }
-
-
-def _versions(ours: str, backend: str) -> dict[str, str]:
-    import onnxruntime
-
-    out = {"matting-deploy": ours, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
-    if backend == "tensorrt":
-        import tensorrt
-
-        out["tensorrt"] = tensorrt.__version__
-    return out
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -202,28 +153,3 @@ def format_table(result: dict[str, Any]) -> str:
     for name, s in result["speedup_vs_fp32_p50"].items():
         out.append(f"{name} vs fp32 (p50): {s:.2f}x {'faster' if s >= 1 else 'slower'}")
     return "\n".join(out)
-
-
-@click.command()
-@click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--artifacts", help="Comma list, e.g. fp32,int8 (default: every ONNX artifact; "
-              "with --backend tensorrt every built engine).")
-@click.option("--backend", type=click.Choice(["cpu", "cuda", "ort-trt", "tensorrt"]),
-              default="cpu", show_default=True)
-@click.option("--iters", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="onnxruntime intra-op threads (0 = onnxruntime's default).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write results as JSON.")
-@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
-def bench(bundle, artifacts, backend, iters, warmup, threads, json_out, force):
-    """Latency (p50/p90/p99), FPS and runner overhead over a bare engine call, per artifact."""
-    from ..fileio import check_writable, write_json
-
-    if json_out:
-        check_writable(Path(json_out), force)
-    result = run_bench(bundle, _split(artifacts), backend, iters, warmup, threads)
-    click.echo("\n" + format_table(result))
-    if json_out:
-        write_json(json_out, result, force=force)
-        click.echo(f"\njson: {json_out}")

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MattingDeployError
-from .fileio import sha256_file, write_json
+from ..errors import MattingDeployError
+from ..fileio import sha256_file, write_json
+from .layout import MANIFEST, PRECISIONS, engine_path, precision_order
 
-MANIFEST = "manifest.json"
-ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
-ENGINE_FILE = "model.{precision}.engine"
+BUNDLE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -29,12 +28,58 @@ class StateSpec:
     shape: tuple[int, ...] | None
 
 
+def new_manifest(
+    model: str,
+    *,
+    height: int,
+    width: int,
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    states: list[StateSpec] = (),
+    variant: str | None = None,
+    source: Any = None,
+    weights: str | None = None,
+    dynamic: bool = False,
+    downsample_ratio: float | None = None,
+    opset: int = 17,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A new manifest (no files yet): the one place its layout is written down.
+
+    ``inputs``/``outputs`` are ``{name, shape, dtype}`` entries; ``extra`` keys (versions, parity,
+    ...) follow the fixed ones in the given order.
+    """
+    return {
+        "format": BUNDLE_FORMAT,
+        "model": model,
+        "variant": variant,
+        "source": source,
+        "weights": weights,
+        "input": {"height": height, "width": width, "dynamic": dynamic,
+                  "downsample_ratio": downsample_ratio},
+        "opset": opset,
+        "inputs": inputs,
+        "outputs": outputs,
+        "states": [{"input": s.input, "output": s.output,
+                    "shape": None if s.shape is None else list(s.shape)} for s in states],
+        "files": {},
+        "artifacts": {},
+        **extra,
+    }
+
+
 class Bundle:
     """Read access to a bundle folder and atomic updates of its manifest."""
 
     def __init__(self, root: str | os.PathLike, manifest: dict[str, Any]):
         self.root = Path(root)
         self.manifest = manifest
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, manifest: dict[str, Any]) -> Bundle:
+        """A new bundle in ``root`` (made if missing) with ``manifest`` (see :func:`new_manifest`)."""
+        Path(root).mkdir(parents=True, exist_ok=True)
+        return cls(root, manifest)
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> Bundle:
@@ -86,6 +131,19 @@ class Bundle:
     def artifacts(self) -> dict[str, str]:
         """Artifact name (fp32, fp16, int8, trt-fp16, ...) -> file name in the bundle."""
         return dict(self.manifest["artifacts"])
+
+    def onnx_artifacts(self) -> dict[str, str]:
+        """The ONNX artifacts (name -> file), fp32, fp16, int8 first."""
+        onnx = {k: v for k, v in self.artifacts.items() if v.endswith(".onnx")}
+        return dict(sorted(onnx.items(), key=lambda kv: precision_order(kv[0])))
+
+    def engine_path(self, precision: str) -> Path:
+        """``model.<precision>.engine`` in this bundle (it may not exist)."""
+        return engine_path(self.root, precision)
+
+    def engines(self) -> list[str]:
+        """Precisions whose engine file exists in the bundle folder."""
+        return [p for p in PRECISIONS if self.engine_path(p).is_file()]
 
     def artifact_path(self, artifact: str) -> Path:
         """Path of an artifact, checked to exist and to match its recorded sha256."""

@@ -14,9 +14,12 @@ parser gives the network tensors. TensorRT keeps tensors without a line in FP16/
 
 from __future__ import annotations
 
+import os
 import struct
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import MattingDeployError
+from ..errors import MattingDeployError, first_line
 
 DEFAULT_VERSION = 8601
 DEFAULT_ALGORITHM = "EntropyCalibration2"
@@ -58,3 +61,28 @@ def parse_cache(text: str) -> tuple[str, dict[str, float]]:
             raise MattingDeployError(f"calibration cache: bad line '{ln}'")
         scales[name.strip()] = hex_scale(value)
     return lines[0], scales
+
+
+@dataclass
+class CalibCache:
+    """A parsed cache file: header, algorithm, per-tensor float32 scales and the raw bytes."""
+
+    header: str
+    algorithm: str
+    scales: dict[str, float] = field(default_factory=dict)
+    blob: bytes = b""
+
+
+def read_cache(path: str | os.PathLike) -> CalibCache:
+    """Read a calib.cache file, naming the file on error."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+        header, scales = parse_cache(blob.decode("ascii"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise MattingDeployError(f"{path}: unreadable calibration cache ({first_line(e)})") from None
+    except MattingDeployError as e:
+        raise MattingDeployError(f"{path}: {e}") from None
+    if not scales:
+        raise MattingDeployError(f"{path}: calibration cache holds no scales")
+    return CalibCache(header, header.split("-")[-1], scales, blob)

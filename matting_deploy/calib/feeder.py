@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..data.preprocess import preprocess_for
+from ..data.sources import CalibItem, CalibSource, FrameLoader, warmup_items
 from ..errors import MattingDeployError
-from ..preprocess import preprocess_for
-from .readers import CalibItem, CalibSource, FrameLoader, warmup_items
 
 try:  # the base class only adds iteration helpers; keep this module importable without ORT
     from onnxruntime.quantization import CalibrationDataReader as _Reader
@@ -27,8 +27,9 @@ class CalibrationFeeder(_Reader):
 
     ``get_next()`` returns ``None`` at the end of each chunk (histogram calibrators keep every
     sample of a ``collect_data`` call in memory); call :meth:`next_chunk` to continue and check
-    :attr:`done`. ``runner`` is an :class:`~matting_deploy.runtimes.onnxruntime_runner.OrtRunner`
-    on the FP32 model: its :meth:`feed` gives the exact input dict, states included.
+    :attr:`done`. ``runner`` is a runner on the FP32 model (an
+    :class:`~matting_deploy.runtimes.onnxruntime_runner.OrtRunner`): its
+    :meth:`~matting_deploy.runtimes.base.Runner.model_inputs` gives the exact input dict, states included.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class CalibrationFeeder(_Reader):
         self.items = sorted(items, key=lambda it: it.index) if source.kind == "video" else list(items)
         self.preprocess = preprocess_for(model)
         self.input_hw = input_hw
-        self.warmup_frames = warmup_frames if runner.state_specs else 1
+        self.warmup_frames = warmup_frames if runner.recurrent else 1
         self.chunk = chunk
         self.on_item = on_item
         self.loader = loader or FrameLoader(source)
@@ -83,7 +84,7 @@ class CalibrationFeeder(_Reader):
         src = self._src(item)
         for prev in warmup_items(self.source, item, self.warmup_frames):
             self.runner.run(src if prev is item else self._src(prev))
-        return {k: np.array(v, copy=True) for k, v in self.runner.feed(src).items()}
+        return {k: np.array(v, copy=True) for k, v in self.runner.model_inputs(src).items()}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.chunk and self._in_chunk >= self.chunk:

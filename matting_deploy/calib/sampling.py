@@ -6,8 +6,8 @@ import hashlib
 
 import numpy as np
 
+from ..data.sources import CalibItem, CalibSource
 from ..errors import MattingDeployError
-from .readers import CalibItem, CalibSource
 
 
 def choose(items: list[CalibItem], num: int, seed: int = 0) -> list[CalibItem]:

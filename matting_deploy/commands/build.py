@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from ..bundle import PRECISIONS
+
 
 @click.command()
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), required=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), required=True,
               help="Engine precision (the recipe depends on the TensorRT version: see docs).")
 @click.option("--workspace", type=click.IntRange(min=1), metavar="MB",
               help="Builder workspace limit in MB (default: TensorRT's, the GPU's memory).")
@@ -22,6 +24,6 @@ def build(bundle, precision, workspace, timing_cache, device, force):
     TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache.
     TensorRT >= 10.1: INT8 from the Q/DQ model.int8.onnx; 11.x: FP16 from model.fp16.onnx.
     """
-    from .trt_build import build_engine
+    from ..runtimes.trt_build import build_engine
 
     build_engine(bundle, precision, workspace, timing_cache, force, log=click.echo, device=device)

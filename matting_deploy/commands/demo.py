@@ -6,13 +6,12 @@ from pathlib import Path
 
 import click
 
-from .errors import MattingDeployError
+from ..errors import MattingDeployError
 
 
 def _run(args: list[str]) -> None:
     """Run one matting-deploy subcommand in-process, echoing it as the user would type it."""
-    from .cli import main
-
+    main = click.get_current_context().find_root().command  # the matting-deploy group
     click.echo(f"\n$ matting-deploy {' '.join(args)}")
     main.main(args=args, standalone_mode=False)
 
@@ -30,12 +29,11 @@ def demo(out: str, images: int, force: bool) -> None:
     use different backgrounds). Scores are optimistic for RVM itself; the point is the drift of
     FP16 and INT8 against FP32.
     """
-    from .bundle import StateSpec
-    from .imaging import load_image
-    from .models.specs import RVM_STATE_NAMES
-    from .registry import BACKGROUNDS, PEOPLE, RVM_MOBILENETV3_ONNX, SKIMAGE, PackagedFile, fetch
-    from .runtimes.onnxruntime_runner import OrtRunner
-    from .samples import load_backgrounds, matte_layer, write_set
+    from ..bundle import StateSpec
+    from ..data.registry import BACKGROUNDS, PEOPLE, RVM_MOBILENETV3_ONNX, SKIMAGE, PackagedFile, fetch
+    from ..data.samples import write_demo_sets
+    from ..models.specs import RVM_STATE_NAMES
+    from ..runtimes.onnxruntime_runner import OrtRunner
 
     root = Path(out)
     bundle, calib, evaluation = root / "bundle", root / "data" / "calib", root / "data" / "eval"
@@ -49,11 +47,8 @@ def demo(out: str, images: int, force: bool) -> None:
     photos = dict(zip([*PEOPLE, *BACKGROUNDS], fetch(
         [PackagedFile(SKIMAGE, m) for m in [*PEOPLE.values(), *BACKGROUNDS.values()]], downloads), strict=True))
     matter = OrtRunner(onnx_path, [StateSpec(i, o, None) for i, o in RVM_STATE_NAMES], 1.0)
-    layers = [matte_layer(name, load_image(photos[name]), matter) for name in PEOPLE]
-    names = sorted(BACKGROUNDS)
-    split = len(names) // 2
-    write_set(calib, layers, load_backgrounds({n: photos[n] for n in names[:split]}), images, seed=1)
-    write_set(evaluation, layers, load_backgrounds({n: photos[n] for n in names[split:]}), images, seed=2)
+    people = {name: photos[name] for name in PEOPLE}
+    write_demo_sets(calib, evaluation, people, {n: photos[n] for n in BACKGROUNDS}, matter, images)
     click.echo(f"wrote {images} calibration and {images} evaluation composites under {root / 'data'}")
     again = ["--force"] if force else []
     _run(["export", "--model", "rvm", "--from-onnx", str(onnx_path), "--fp16", "--out", str(bundle), *again])

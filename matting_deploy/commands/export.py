@@ -25,7 +25,7 @@ import click
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle.")
 def export(**kw) -> None:
     """Export MODNet or RVM to a bundle: simplified FP32 ONNX (+FP16), parity-checked."""
-    from .pipeline import ExportOptions, export_bundle
+    from ..export.pipeline import ExportOptions, export_bundle
 
     kw["out"] = Path(kw["out"])
     export_bundle(ExportOptions(**kw), log=click.echo)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import MattingDeployError
+from ..errors import MattingDeployError
 from .imaging import resize_image, resize_plane
 
 RESIZE_MODES = ("stretch", "letterbox")

@@ -9,8 +9,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MattingDeployError
-from .fileio import atomic_path, sha256_file
+from ..errors import MattingDeployError
+from ..fileio import atomic_path, sha256_file
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .fileio import atomic_path
+from ..fileio import atomic_path
 from .imaging import load_image, resize_image, save_png
-from .runtimes.base import Runner
 
 
 @dataclass
@@ -28,8 +28,9 @@ class Layer:
     alpha: np.ndarray  # (H, W) float32, quantised to 8 bits
 
 
-def matte_layer(name: str, image: np.ndarray, runner: Runner, frames: int = 4) -> Layer:
-    """Alpha and foreground of ``image`` from ``runner`` (same frame ``frames`` times, last kept)."""
+def matte_layer(name: str, image: np.ndarray, runner: Any, frames: int = 4) -> Layer:
+    """Alpha and foreground of ``image`` from ``runner`` (any runner: same frame ``frames`` times,
+    last kept)."""
     src = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
     runner.reset()
     for _ in range(frames):
@@ -97,3 +98,14 @@ def write_set(root: Path, layers: list[Layer], backgrounds: dict[str, np.ndarray
 
 def load_backgrounds(paths: dict[str, Path]) -> dict[str, np.ndarray]:
     return {name: load_image(p) for name, p in paths.items()}
+
+
+def write_demo_sets(calib: Path, evaluation: Path, people: dict[str, Path], backgrounds: dict[str, Path],
+                    matter: Any, count: int) -> None:
+    """The demo's two splits: every person matted once by ``matter``, composited on one half of
+    the backgrounds for calibration (seed 1) and on the other half for evaluation (seed 2)."""
+    layers = [matte_layer(name, load_image(path), matter) for name, path in people.items()]
+    names = sorted(backgrounds)
+    split = len(names) // 2
+    write_set(calib, layers, load_backgrounds({n: backgrounds[n] for n in names[:split]}), count, seed=1)
+    write_set(evaluation, layers, load_backgrounds({n: backgrounds[n] for n in names[split:]}), count, seed=2)

@@ -15,17 +15,17 @@ by name and skipped; an empty set is an error.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..dataset import is_ppm_layout, list_images
 from ..errors import MattingDeployError
-from ..imaging import load_image
-
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+from .imaging import IMAGE_EXTS, load_image
+from .pairs import is_ppm_layout, list_images
+from .video import VIDEO_EXTS, count_frames, float_frames, read_frames
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def find_source(data: str | os.PathLike) -> CalibSource:
             raise MattingDeployError(
                 f"{data}: not a folder of images or a video file ({', '.join(VIDEO_EXTS)})"
             )
-        count = count_video_frames(data)
+        count = count_frames(data)
         items = [CalibItem(f"{data.name}#{i}", data, i) for i in range(count)]
         return _checked(CalibSource(data, "video", items))
     folder = data / "image" if is_ppm_layout(data) else data
@@ -99,7 +99,7 @@ class FrameLoader:
         if self.source.kind == "video":
             wanted = {it.index for it in items if it.index is not None} - set(self._video)
             if wanted:
-                self._video.update(read_video_frames(self.source.root, wanted))
+                self._video.update(read_frames(self.source.root, wanted))
 
     def has(self, item: CalibItem) -> bool:
         return self.source.kind != "video" or item.index in self._video
@@ -131,45 +131,6 @@ def load_readable(
     return out
 
 
-def _import_av():
-    try:
-        import av
-    except ImportError:
-        raise MattingDeployError(
-            "video calibration data needs PyAV (pip install av), or extract the frames to a folder"
-        ) from None
-    return av
-
-
-def count_video_frames(path: Path) -> int:
-    """Number of decodable frames in a video file."""
-    av = _import_av()
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            return sum(1 for _ in container.decode(stream))
-    except (av.FFmpegError, IndexError, OSError) as e:
-        raise MattingDeployError(f"{path}: cannot read video ({e})") from None
-
-
-def read_video_frames(path: Path, indices: set[int]) -> dict[int, np.ndarray]:
-    """Decode the frames at ``indices`` (0-based) as uint8 RGB (H, W, 3)."""
-    av = _import_av()
-    out: dict[int, np.ndarray] = {}
-    last = max(indices)
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            for i, frame in enumerate(container.decode(stream)):
-                if i in indices:
-                    out[i] = frame.to_ndarray(format="rgb24")
-                if i >= last:
-                    break
-    except (av.FFmpegError, IndexError, OSError) as e:
-        raise MattingDeployError(f"{path}: cannot read video ({e})") from None
-    return out
-
-
 def warmup_items(source: CalibSource, item: CalibItem, frames: int) -> list[CalibItem]:
     """The ``frames - 1`` items run before ``item`` so recurrent state is real, not zero.
 
@@ -181,3 +142,30 @@ def warmup_items(source: CalibSource, item: CalibItem, frames: int) -> list[Cali
         return [item] * n
     start = max(0, item.index - n)
     return source.items[start : item.index]
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def open_input(path: str | os.PathLike) -> tuple[str, int | None, Iterator[tuple[str, np.ndarray]]]:
+    """What ``infer`` reads: (kind, frame count or None, iterator of (name, RGB float image)).
+
+    kind: ``image`` (one file), ``frames`` (a folder, natural sort order) or ``video``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(list_images(path), key=_natural_key)
+        if not files:
+            raise MattingDeployError(f"{path}: no images ({', '.join(IMAGE_EXTS)})")
+        return "frames", len(files), ((p.stem, load_image(p)) for p in files)
+    if not path.is_file():
+        raise MattingDeployError(f"{path}: no such file or folder")
+    if path.suffix.lower() in IMAGE_EXTS:
+        return "image", 1, iter([(path.stem, load_image(path))])
+    if path.suffix.lower() in VIDEO_EXTS:
+        return ("video", *float_frames(path))
+    raise MattingDeployError(
+        f"{path}: not an image ({', '.join(IMAGE_EXTS)}), video ({', '.join(VIDEO_EXTS)}) "
+        "or folder of frames"
+    )

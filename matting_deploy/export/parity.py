@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..preprocess import preprocess_for
+from ..data.preprocess import preprocess_for
 from ..runtimes.base import Runner
 
 PARITY_FRAMES = 5

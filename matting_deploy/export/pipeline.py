@@ -6,20 +6,19 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import onnx
 
-from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, StateSpec
+from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, StateSpec, new_manifest
 from ..errors import MattingDeployError
 from ..fileio import sha256_file, staging_dir
 from ..models.specs import RVM_STATE_NAMES
+from ..optional import versions
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
 from .parity import FP32_MAX_ABS, compare, parity_frames
 
-BUNDLE_FORMAT = 1
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
 
 
@@ -52,16 +51,6 @@ class Progress:
 
     def total(self) -> float:
         return time.perf_counter() - self.start
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _check_target(opts: ExportOptions) -> None:
@@ -172,26 +161,14 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
             progress.stage("fp16", f"parity vs fp32: max {parity['fp16']['max_abs']:.2e} "
                                    f"mean {parity['fp16']['mean_abs']:.2e}")
         inputs, outputs = onnx_tools.io_spec(model)
-        manifest = {
-            "format": BUNDLE_FORMAT,
-            "model": opts.model,
-            "variant": variant,
-            "source": source_desc,
-            "weights": weights,
-            "input": {"height": opts.height, "width": opts.width, "dynamic": opts.dynamic,
-                      "downsample_ratio": opts.downsample_ratio if opts.model == "rvm" else None},
-            "opset": opts.opset,
-            "inputs": inputs,
-            "outputs": outputs,
-            "states": [{"input": s.input, "output": s.output, "shape": list(s.shape)} for s in states],
-            "files": {},
-            "artifacts": {},
-            "versions": versions(),
-            "parity": parity,
-            "simplified": why is None,
-        }
-        opts.out.mkdir(parents=True, exist_ok=True)
-        bundle = Bundle(opts.out, manifest)
+        manifest = new_manifest(
+            opts.model, variant=variant, source=source_desc, weights=weights,
+            height=opts.height, width=opts.width, dynamic=opts.dynamic,
+            downsample_ratio=opts.downsample_ratio if opts.model == "rvm" else None,
+            opset=opts.opset, inputs=inputs, outputs=outputs, states=states,
+            versions=versions(VERSIONED), parity=parity, simplified=why is None,
+        )
+        bundle = Bundle.create(opts.out, manifest)
         for path, artifact in zip(files, ("fp32", "fp16"), strict=False):
             os.replace(path, opts.out / path.name)
             bundle.add_file(path.name, artifact=artifact, precision=artifact)

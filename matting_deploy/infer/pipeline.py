@@ -1,4 +1,4 @@
-"""``matting-deploy infer``: alpha PNGs and composites for an image, frames or a video."""
+"""``infer`` as a function: alpha PNGs and composites for an image, frames or a video."""
 
 from __future__ import annotations
 
@@ -8,13 +8,21 @@ import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import click
+import numpy as np
+from tqdm import tqdm
 
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
+from ..bundle import Bundle
+from ..data.imaging import load_image, resize_image, save_png
+from ..data.preprocess import alpha_to_source, preprocess_for
+from ..data.sources import open_input
+from ..errors import MattingDeployError
+from ..fileio import staging_dir, write_json
+from ..runtimes.open import open_runner
+
 COLOURS = {
     "green": (0.0, 1.0, 0.0),
     "blue": (0.0, 0.0, 1.0),
@@ -25,18 +33,9 @@ COLOURS = {
 OUTPUTS = ("alpha", "composite")
 
 
-def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
 def background_for(spec: str) -> Callable[[int, int], Any]:
     """``green``/``blue``/``white``/``black``/``grey``, ``#RRGGBB`` or an image path ->
     a function (h, w) -> background (h, w, 3) float32 (images are stretched to the frame)."""
-    import numpy as np
-
-    from ..errors import MattingDeployError
-    from ..imaging import load_image, resize_image
-
     text = spec.strip()
     colour = COLOURS.get(text.lower())
     if colour is None and re.fullmatch(r"#[0-9a-fA-F]{6}", text):
@@ -62,71 +61,9 @@ def background_for(spec: str) -> Callable[[int, int], Any]:
 
 def fgr_to_source(fgr: Any, geo: Any) -> Any:
     """RVM's foreground (1, 3, h, w) -> (H, W, 3) at the source size (same crop as the alpha)."""
-    import numpy as np
-
-    from ..imaging import resize_image
-
     img = np.asarray(fgr, np.float32).reshape(fgr.shape[-3:]).transpose(1, 2, 0)
     img = img[geo.top:geo.top + geo.height, geo.left:geo.left + geo.width]
     return np.clip(resize_image(np.ascontiguousarray(img), *geo.src_hw), 0.0, 1.0)
-
-
-def _video(path: Path) -> tuple[int | None, Iterator[tuple[str, Any]]]:
-    from ..errors import MattingDeployError, first_line
-
-    try:
-        import av
-    except ImportError:
-        raise MattingDeployError(
-            f"{path}: reading video needs PyAV: pip install 'matting-deploy[video]'"
-        ) from None
-    try:
-        container = av.open(str(path))
-    except Exception as e:
-        raise MattingDeployError(f"{path}: cannot open video ({first_line(e)})") from None
-    if not container.streams.video:
-        container.close()
-        raise MattingDeployError(f"{path}: no video stream")
-    stream = container.streams.video[0]
-
-    def frames():
-        import numpy as np
-
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                yield f"{i:06d}", frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
-        except MattingDeployError:
-            raise
-        except Exception as e:
-            raise MattingDeployError(f"{path}: cannot decode video ({first_line(e)})") from None
-        finally:
-            container.close()
-
-    return (stream.frames or None), frames()
-
-
-def open_input(path: str | os.PathLike) -> tuple[str, int | None, Iterator[tuple[str, Any]]]:
-    """(kind, frame count or None, iterator of (name, RGB image)); kind: image|frames|video."""
-    from ..dataset import list_images
-    from ..errors import MattingDeployError
-    from ..imaging import IMAGE_EXTS, load_image
-
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(list_images(path), key=_natural_key)
-        if not files:
-            raise MattingDeployError(f"{path}: no images ({', '.join(IMAGE_EXTS)})")
-        return "frames", len(files), ((p.stem, load_image(p)) for p in files)
-    if not path.is_file():
-        raise MattingDeployError(f"{path}: no such file or folder")
-    if path.suffix.lower() in IMAGE_EXTS:
-        return "image", 1, iter([(path.stem, load_image(path))])
-    if path.suffix.lower() in VIDEO_EXTS:
-        return ("video", *_video(path))
-    raise MattingDeployError(
-        f"{path}: not an image ({', '.join(IMAGE_EXTS)}), video ({', '.join(VIDEO_EXTS)}) "
-        "or folder of frames"
-    )
 
 
 def run_infer(
@@ -143,7 +80,7 @@ def run_infer(
     threads: int = 0,
     force: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = click.echo,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Matte every frame of ``input_path``; writes ``out/alpha/*.png`` and ``out/composite/*.png``.
 
@@ -151,15 +88,6 @@ def run_infer(
     a recurrent model runs ``warmup_frames`` times from zero state (the last kept). Output goes to
     a staging folder and is renamed into place at the end: nothing half-written.
     """
-    from tqdm import tqdm
-
-    from ..bundle import Bundle
-    from ..errors import MattingDeployError
-    from ..fileio import staging_dir, write_json
-    from ..imaging import save_png
-    from ..preprocess import alpha_to_source, preprocess_for
-    from .open import open_runner
-
     start = time.perf_counter()
     out = Path(out)
     for name in (*OUTPUTS, "infer.json"):
@@ -231,32 +159,3 @@ def run_infer(
     log(f"{count} frame(s) -> {out}/alpha, {out}/composite in {seconds:.1f} s "
         f"({count / max(seconds, 1e-9):.1f} frames/s end to end)")
     return {"frames": count, "seconds": seconds, "kind": kind, "out": str(out)}
-
-
-@click.command()
-@click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--artifact", default="fp32", show_default=True,
-              help="fp32, fp16 or int8 (with --backend tensorrt: the engine of that precision).")
-@click.option("--backend", type=click.Choice(["cpu", "cuda", "ort-trt", "tensorrt"]),
-              default="cpu", show_default=True)
-@click.option("--input", "input_path", type=click.Path(exists=True), required=True,
-              help="An image, a folder of frames (natural sort order) or a video (PyAV).")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Output folder: alpha/, composite/ and infer.json.")
-@click.option("--background", default="green", show_default=True,
-              help="Composite background: green, blue, white, black, grey, #RRGGBB or an image.")
-@click.option("--ofd", is_flag=True, help="MODNet's one-frame-delay smoothing for sequences.")
-@click.option("--ofd-threshold", type=click.FloatRange(0, 1), default=0.1, show_default=True)
-@click.option("--resize", type=click.Choice(["stretch", "letterbox"]), default="stretch",
-              show_default=True, help="Fit to the model input by squeezing or with padding.")
-@click.option("--warmup-frames", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Recurrent models on a still image: runs from zero state, the last kept.")
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-              help="onnxruntime intra-op threads (0 = default).")
-@click.option("--force", is_flag=True, help="Replace existing alpha/, composite/, infer.json.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def infer(bundle, artifact, backend, input_path, out, background, ofd, ofd_threshold, resize,
-          warmup_frames, threads, force, quiet):
-    """Alpha mattes and composites at the source size for an image, frames or a video."""
-    run_infer(bundle, input_path, out, artifact, backend, background, ofd, ofd_threshold, resize,
-              warmup_frames, threads, force, progress=not quiet)

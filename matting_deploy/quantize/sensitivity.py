@@ -10,11 +10,14 @@ it reports is checked on the real Q/DQ model afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from .ranges import scale_of
 
 MASK = "qmask"
 
@@ -186,36 +189,46 @@ def quantized_nodes(model: onnx.ModelProto, op_types, excluded: set[str], ranges
     }
 
 
-def find_fallback(
-    model: onnx.ModelProto,
-    nodes: set[str],
-    ranges: dict[str, tuple[float, float]],
-    scale_of: Callable[[float, float], float],
-    feeds: list[dict],
-    refs: list[np.ndarray],
-    rank_feeds: list[dict],
-    rank_refs: list[np.ndarray],
-    session_factory,
-    states: list,
-    frames: int,
-    target: float,
-    progress: Callable[[int], None] | None = None,
-) -> dict:
-    """Fewest quantized nodes to keep in float so the (probe) drift falls under ``target``.
+@dataclass
+class FallbackSearch:
+    """What :func:`find_fallback` needs: the model and its calibrated ranges, the quantized nodes,
+    the probe inputs and the drift target.
 
-    Ranking ("all but one") runs on ``rank_feeds`` (single warmed-up frames, cheap); the search
-    for the shortest prefix runs the full protocol on ``feeds``.
+    ``feeds``/``refs``: first-frame input dicts (zero state) and FP32 alphas under the full
+    protocol (``frames`` frames, ``states`` carried); ``rank_feeds``/``rank_refs``: single
+    warmed-up frames for the cheap ranking; ``session_factory``: model -> onnxruntime session.
     """
-    sw = switchable_model(model, node_act_inputs(model, nodes, ranges),
-                          {t: scale_of(*r) for t, r in ranges.items()})
-    session = session_factory(sw.model)
-    full = DriftProbe(sw, feeds, refs, session, states, frames)
+
+    model: onnx.ModelProto
+    nodes: set[str]
+    ranges: dict[str, tuple[float, float]]
+    feeds: list[dict]
+    refs: list[np.ndarray]
+    rank_feeds: list[dict]
+    rank_refs: list[np.ndarray]
+    session_factory: Callable[[onnx.ModelProto], Any]
+    states: list = field(default_factory=list)
+    frames: int = 1
+    target: float = 0.0
+
+
+def find_fallback(search: FallbackSearch, progress: Callable[[int], None] | None = None) -> dict:
+    """Fewest quantized nodes to keep in float so the (probe) drift falls under ``search.target``.
+
+    Ranking ("all but one") runs on the rank feeds (single warmed-up frames, cheap); the search
+    for the shortest prefix runs the full protocol on the feeds.
+    """
+    s = search
+    sw = switchable_model(s.model, node_act_inputs(s.model, s.nodes, s.ranges),
+                          {t: scale_of(*r) for t, r in s.ranges.items()})
+    session = s.session_factory(sw.model)
+    full = DriftProbe(sw, s.feeds, s.refs, session, s.states, s.frames)
     n = len(sw.nodes)
     before = full.drift(np.ones(n, np.float32))
-    if before < target:
+    if before < s.target:
         return {"probe_before": before, "probe_after": before, "nodes": [], "ranked": 0}
-    ranker = DriftProbe(sw, rank_feeds, rank_refs, session)
+    ranker = DriftProbe(sw, s.rank_feeds, s.rank_refs, session)
     ranking = rank_nodes(ranker, progress)
-    keep, after = fewest_to_float(full, ranking, target)
+    keep, after = fewest_to_float(full, ranking, s.target)
     return {"probe_before": before, "probe_after": after, "nodes": keep, "ranked": n,
             "ranking": [(name, gain) for name, gain in ranking[:20]]}

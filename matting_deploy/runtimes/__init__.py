@@ -1,1 +1,7 @@
-"""Runners: one calling convention (open / run / reset / close) over every engine."""
+"""Engines only: the runner base, onnxruntime, TensorRT, engine building, OFD, the C surface.
+
+Backend names live here (importing this package loads nothing heavy).
+"""
+
+ORT_BACKENDS = ("cpu", "cuda", "ort-trt")  # onnxruntime execution providers
+BACKENDS = (*ORT_BACKENDS, "tensorrt")  # + the native TensorRT engine

@@ -1,23 +1,68 @@
-"""The runner protocol every backend implements."""
+"""The runner base every backend implements, with the few hooks callers need.
+
+``with open_runner(bundle, "int8", "cpu") as r: r.run(src)`` runs frames and closes the engine
+at the end. Beyond ``run``/``reset``/``close`` a runner may offer:
+
+- :meth:`Runner.model_inputs`: the complete input dict the engine gets for ``src`` (states
+  included), e.g. a calibration sample;
+- :meth:`Runner.run_inputs`: the engine on such a dict, outputs by name, state untouched;
+- :meth:`Runner.bare_call`: the engine call with nothing around it (the bench's baseline);
+- :meth:`Runner.cached_engine`: a context in which the engine returns cached outputs, so that
+  timing ``run`` measures the runner's own cost.
+
+Backends without one raise :class:`NotImplementedError` (or return None where noted).
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
 
 import numpy as np
 
 
-class Runner(Protocol):
+class Runner:
     """A loaded artifact. Recurrent runners keep their state between ``run`` calls."""
+
+    state_specs: list = []  # StateSpec per recurrent state the runner carries
 
     def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
         """Run one frame batch ``src`` (N, 3, H, W) float32 in [0, 1]; returns at least ``pha``."""
-        ...
+        raise NotImplementedError
 
     def reset(self) -> None:
         """Set recurrent state back to zeros (no-op for stateless models)."""
-        ...
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release the engine."""
-        ...
+        raise NotImplementedError
+
+    @property
+    def recurrent(self) -> bool:
+        """True when the runner carries state from one ``run`` to the next."""
+        return bool(self.state_specs)
+
+    def model_inputs(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its input dict")
+
+    def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The engine on a full input dict; outputs by name; the runner's state is untouched."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run an input dict")
+
+    def bare_call(self, src: np.ndarray) -> Callable[[], Any] | None:
+        """A callable doing only the engine call for ``src`` (no copies, no state); None if none."""
+        return None
+
+    def cached_engine(self, src: np.ndarray) -> AbstractContextManager | None:
+        """A context in which the engine returns the outputs of one real run on ``src`` instantly
+        (state is reset on exit); None when the backend cannot do that."""
+        return None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MattingDeployError
+from .base import Runner
 
 DEFAULT_THRESHOLD = 0.1
 
@@ -72,7 +73,7 @@ def smooth_sequence(alphas: Iterable[np.ndarray],
         yield last
 
 
-class OfdRunner:
+class OfdRunner(Runner):
     """Wraps a runner: ``run(frame t)`` returns frame t-1's outputs with OFD-smoothed ``pha``.
 
     One frame of latency: the first ``run`` after ``reset`` returns ``{}``; ``flush()`` returns the

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..bundle import Bundle, StateSpec
 from ..errors import MattingDeployError, first_line
 from ..models.specs import rvm_state_shapes
+from .base import Runner
 
 # Backend name -> onnxruntime execution providers, in order of preference.
 PROVIDERS = {
@@ -50,7 +54,7 @@ def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads:
         raise MattingDeployError(f"{where}: onnxruntime cannot load the model ({first_line(e)})") from None
 
 
-class OrtRunner:
+class OrtRunner(Runner):
     """Runs an ONNX artifact; for RVM it owns r1..r4 and feeds each output back as the next input."""
 
     def __init__(
@@ -102,13 +106,43 @@ class OrtRunner:
             feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
         return feed
 
+    def model_inputs(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        return self.feed(src)
+
+    def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, inputs), strict=True))
+
     def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        outs = dict(zip(self.output_names, self.session.run(None, self.feed(src)), strict=True))
+        outs = self.run_inputs(self.feed(src))
         self.state = {spec.input: outs[spec.output] for spec in self.state_specs}
         return outs
+
+    def bare_call(self, src: np.ndarray) -> Callable[[], Any]:
+        session, feed = self.session, self.feed(src)
+        return lambda: session.run(None, feed)
+
+    @contextlib.contextmanager
+    def cached_engine(self, src: np.ndarray) -> Iterator[None]:
+        real = self.session
+        self.session = _CachedSession(real.run(None, self.feed(src)))
+        try:
+            yield
+        finally:
+            self.session = real
+            self.reset()
 
     def reset(self) -> None:
         self.state = {}
 
     def close(self) -> None:
         self.session = None
+
+
+class _CachedSession:
+    """Stands in for an InferenceSession: returns one run's outputs again, in no time."""
+
+    def __init__(self, outputs: list[Any]):
+        self.outputs = outputs
+
+    def run(self, names: Any, feed: dict[str, Any]) -> list[Any]:
+        return self.outputs

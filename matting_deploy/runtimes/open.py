@@ -11,14 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..bundle import ENGINE_FILE, Bundle
+from ..bundle import TRT_PREFIX, Bundle, engine_precision
 from ..errors import MattingDeployError
+from . import BACKENDS, ORT_BACKENDS
 from .base import Runner
-
-ORT_BACKENDS = ("cpu", "cuda", "ort-trt")
-BACKENDS = (*ORT_BACKENDS, "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
-TRT_PREFIX = "trt-"
 
 
 @dataclass(frozen=True)
@@ -45,17 +41,6 @@ def io_spec(bundle: Bundle) -> IOSpec:
     return IOSpec(n, h, w, "fgr" in outputs or bundle.model == "rvm")
 
 
-def engine_precision(artifact: str) -> str:
-    """``fp16`` or ``trt-fp16`` -> ``fp16`` (checked)."""
-    precision = artifact[len(TRT_PREFIX):] if artifact.startswith(TRT_PREFIX) else artifact
-    if precision not in PRECISIONS:
-        raise MattingDeployError(
-            f"unknown TensorRT engine '{artifact}' (choose {', '.join(PRECISIONS)}; "
-            f"the engine file is {ENGINE_FILE})"
-        )
-    return precision
-
-
 def open_runner(
     bundle: Bundle | str | os.PathLike,
     artifact: str = "fp32",
@@ -65,7 +50,7 @@ def open_runner(
     ofd_threshold: float = 0.1,
     threads: int = 0,
 ) -> Runner:
-    """A runner (run / reset / close) for ``artifact`` of ``bundle`` on ``backend``.
+    """A runner (run / reset / close; a context manager) for ``artifact`` of ``bundle`` on ``backend``.
 
     ONNX artifacts are sha256-checked against the manifest first. ``ofd=True`` wraps the runner
     in MODNet's one-frame-delay smoothing (:class:`~.ofd.OfdRunner`: one frame of latency).

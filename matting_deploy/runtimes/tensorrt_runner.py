@@ -15,44 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import ENGINE_FILE, Bundle, StateSpec
+from ..bundle import Bundle, StateSpec, engine_artifact
 from ..errors import MattingDeployError, first_line
-
-INSTALL = "pip install 'matting-deploy[trt]' (tensorrt, pycuda) on a machine with an NVIDIA GPU"
+from ..optional import require
+from .base import Runner
+from .trt_logger import make_logger
 
 
 def _import_trt():
-    try:
-        import tensorrt as trt
-    except Exception as e:
-        raise MattingDeployError(
-            f"the tensorrt Python package is not importable ({first_line(e)}): {INSTALL}"
-        ) from None
-    try:
-        import pycuda.driver as cuda
-    except Exception as e:
-        raise MattingDeployError(f"pycuda is not importable ({first_line(e)}): {INSTALL}") from None
-    return trt, cuda
+    return require("tensorrt"), require("pycuda.driver")
 
 
-class _Logger:
-    """A TensorRT logger that keeps errors for the one-line message (built lazily: needs trt)."""
-
-    @staticmethod
-    def make(trt):
-        class Logger(trt.ILogger):
-            def __init__(self):
-                trt.ILogger.__init__(self)
-                self.errors: list[str] = []
-
-            def log(self, severity, msg):
-                if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                    self.errors.append(str(msg).strip())
-
-        return Logger()
-
-
-class TrtRunner:
+class TrtRunner(Runner):
     """Runs a serialized TensorRT engine; for RVM it owns r1..r4 on the device."""
 
     def __init__(
@@ -92,18 +66,17 @@ class TrtRunner:
     @classmethod
     def from_bundle(cls, bundle: Bundle, precision: str = "fp16", device: int = 0) -> TrtRunner:
         """The engine ``model.<precision>.engine`` of ``bundle`` (from ``matting-deploy build``)."""
-        name = ENGINE_FILE.format(precision=precision)
-        if f"trt-{precision}" in bundle.artifacts:  # recorded by build: check its sha256
-            bundle.verify(f"trt-{precision}")
+        if engine_artifact(precision) in bundle.artifacts:  # recorded by build: check its sha256
+            bundle.verify(engine_artifact(precision))
         info = bundle.manifest.get("engines", {}).get(precision, {})
-        return cls(bundle.root / name, bundle.states, bundle.downsample_ratio, device,
+        return cls(bundle.engine_path(precision), bundle.states, bundle.downsample_ratio, device,
                    info.get("tensorrt"))
 
     # ------------------------------------------------------------------ setup
 
     def _load(self, states: list[StateSpec], ratio: float | None, built_with: str | None) -> None:
         trt, cuda = self._trt, self._cuda
-        self._logger = _Logger.make(trt)
+        self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
@@ -224,6 +197,9 @@ class TrtRunner:
             bufs = self._state_bufs[spec.input]
             bufs.reverse()
         return {name: self._host[name].astype(np.float32, copy=True) for name in self.output_names}
+
+    def bare_call(self, src: np.ndarray):
+        return self.execute_only
 
     def execute_only(self) -> None:
         """Enqueue the engine and wait, without copies or state swap (the bench's bare call)."""

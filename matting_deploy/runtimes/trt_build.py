@@ -21,19 +21,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import ARTIFACT_FILES, ENGINE_FILE, Bundle
-from ..errors import MattingDeployError, first_line
+from ..bundle import ARTIFACT_FILES, PRECISIONS, TRT_CACHE_FILE, Bundle, engine_artifact, engine_name
+from ..bundle.trt_cache import CalibCache, read_cache
+from ..errors import MattingDeployError
 from ..fileio import atomic_path, check_writable, sha256_file
-from ..quantize.trt_cache import parse_cache
+from ..optional import require
+from .trt_logger import make_logger
 
-PRECISIONS = ("fp32", "fp16", "int8")
-INSTALL = ("pip install 'matting-deploy[trt]' on the target machine (the one with the NVIDIA GPU; "
-           "on Jetson use JetPack's tensorrt)")
-CALIB_CACHE = "calib.cache"
+CALIB_CACHE = TRT_CACHE_FILE
 # calib.cache header algorithm -> the TensorRT calibrator interface that reads it.
 CALIBRATORS = {
     "EntropyCalibration2": "IInt8EntropyCalibrator2",
@@ -52,16 +51,6 @@ class Plan:
     flags: tuple[str, ...] = ()  # BuilderFlag names
     strongly_typed: bool = False
     calib_cache: bool = False
-
-
-@dataclass
-class CalibCache:
-    """TensorRT's text calibration cache: header, algorithm, per-tensor float32 scales."""
-
-    header: str
-    algorithm: str
-    scales: dict[str, float] = field(default_factory=dict)
-    blob: bytes = b""
 
 
 def version_tuple(version: str) -> tuple[int, int]:
@@ -111,19 +100,7 @@ def plan_build(bundle: Bundle, precision: str, trt_version: str) -> Plan:
     return plan
 
 
-def parse_calib_cache(path: str | os.PathLike) -> CalibCache:
-    """Read calib.cache (format in :mod:`matting_deploy.quantize.trt_cache`), naming the file on error."""
-    path = Path(path)
-    try:
-        blob = path.read_bytes()
-        header, scales = parse_cache(blob.decode("ascii"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise MattingDeployError(f"{path}: unreadable calibration cache ({first_line(e)})") from None
-    except MattingDeployError as e:
-        raise MattingDeployError(f"{path}: {e}") from None
-    if not scales:
-        raise MattingDeployError(f"{path}: calibration cache holds no scales")
-    return CalibCache(header, header.split("-")[-1], scales, blob)
+
 
 
 def make_cache_calibrator(trt: Any, cache: CalibCache) -> Any:
@@ -154,18 +131,6 @@ def make_cache_calibrator(trt: Any, cache: CalibCache) -> Any:
             return None
 
     return CacheOnlyCalibrator(cache.blob)
-
-
-def require_tensorrt():
-    """The tensorrt module, or a one-line error saying how to get it."""
-    try:
-        import tensorrt as trt
-    except Exception as e:
-        raise MattingDeployError(
-            f"TensorRT is not installed here (the tensorrt Python package cannot be imported: "
-            f"{first_line(e)}): {INSTALL}"
-        ) from None
-    return trt
 
 
 def cuda_gpu(device: int = 0) -> tuple[str, str]:
@@ -200,22 +165,6 @@ def cuda_gpu(device: int = 0) -> tuple[str, str]:
     lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)  # COMPUTE_CAPABILITY_MAJOR
     lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)  # COMPUTE_CAPABILITY_MINOR
     return buf.value.decode(errors="replace"), f"{major.value}.{minor.value}"
-
-
-def _logger(trt):
-    class Logger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-            self.warnings: list[str] = []
-
-        def log(self, severity, msg):
-            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
-                self.errors.append(str(msg).strip())
-            elif severity == trt.ILogger.Severity.WARNING:
-                self.warnings.append(str(msg).strip())
-
-    return Logger()
 
 
 def _network_tensors(network) -> set[str]:
@@ -258,18 +207,18 @@ def build_engine(
     if precision not in PRECISIONS:
         raise MattingDeployError(
             f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
-    engine_name = ENGINE_FILE.format(precision=precision)
-    engine_path = bundle.root / engine_name
+    engine_file = engine_name(precision)
+    engine_path = bundle.engine_path(precision)
     check_writable(engine_path, force)
-    trt = require_tensorrt()
+    trt = require("tensorrt")
     gpu, capability = cuda_gpu(device)
     plan = plan_build(bundle, precision, trt.__version__)
     onnx_path = bundle.verify(plan.artifact)
-    cache = parse_calib_cache(bundle.root / CALIB_CACHE) if plan.calib_cache else None
-    log(f"building {engine_name} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
+    cache = read_cache(bundle.root / CALIB_CACHE) if plan.calib_cache else None
+    log(f"building {engine_file} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
         f"(sm {capability}): {plan.mode}")
 
-    logger = _logger(trt)
+    logger = make_logger(trt)
     builder = trt.Builder(logger)
     if builder is None:
         raise MattingDeployError(f"TensorRT cannot create a builder on {gpu} "
@@ -332,9 +281,9 @@ def build_engine(
     }
     if cache is not None:
         info["calib_cache_sha256"] = sha256_file(bundle.root / CALIB_CACHE)
-    bundle.add_file(engine_name, artifact=f"trt-{precision}", **info)
+    bundle.add_file(engine_file, artifact=engine_artifact(precision), **info)
     bundle.manifest.setdefault("engines", {})[precision] = {
-        "file": engine_name, "sha256": bundle.manifest["files"][engine_name]["sha256"], **info}
+        "file": engine_file, "sha256": bundle.manifest["files"][engine_file]["sha256"], **info}
     bundle.save()
     log(f"wrote {engine_path} ({engine_path.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
     return engine_path

@@ -1,0 +1,1 @@
+"""``bench``: latency, FPS and runner overhead per artifact."""

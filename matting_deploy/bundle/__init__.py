@@ -1,0 +1,23 @@
+"""The bundle: the one owner of the artifact contract (file names, engine paths, manifest, caches)."""
+
+from .layout import (
+    ARTIFACT_FILES,
+    CALIB_JSON,
+    ENGINE_FILE,
+    INT8_FILE,
+    MANIFEST,
+    PRECISIONS,
+    TRT_CACHE_FILE,
+    TRT_PREFIX,
+    engine_artifact,
+    engine_name,
+    engine_path,
+    engine_precision,
+)
+from .manifest import BUNDLE_FORMAT, Bundle, StateSpec, new_manifest
+
+__all__ = [
+    "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "ENGINE_FILE", "INT8_FILE", "MANIFEST", "PRECISIONS",
+    "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name", "engine_path",
+    "engine_precision", "new_manifest",
+]

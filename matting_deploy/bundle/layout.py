@@ -1,0 +1,48 @@
+"""Every file name a bundle holds, and the one way to spell an engine's name and path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import MattingDeployError
+
+MANIFEST = "manifest.json"
+PRECISIONS = ("fp32", "fp16", "int8")
+ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+INT8_FILE = ARTIFACT_FILES["int8"]
+TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt_cache.py)
+CALIB_JSON = "calib.json"
+ENGINE_FILE = "model.{precision}.engine"
+TRT_PREFIX = "trt-"  # manifest artifact name of an engine: trt-<precision>
+
+
+def engine_name(precision: str) -> str:
+    """``model.<precision>.engine``."""
+    return ENGINE_FILE.format(precision=precision)
+
+
+def engine_path(root: str | os.PathLike, precision: str) -> Path:
+    """Where the engine of ``precision`` lives in the bundle folder ``root``."""
+    return Path(root) / engine_name(precision)
+
+
+def engine_artifact(precision: str) -> str:
+    """The manifest's artifact name of an engine: ``trt-<precision>``."""
+    return f"{TRT_PREFIX}{precision}"
+
+
+def engine_precision(artifact: str) -> str:
+    """``fp16`` or ``trt-fp16`` -> ``fp16`` (checked)."""
+    precision = artifact[len(TRT_PREFIX):] if artifact.startswith(TRT_PREFIX) else artifact
+    if precision not in PRECISIONS:
+        raise MattingDeployError(
+            f"unknown TensorRT engine '{artifact}' (choose {', '.join(PRECISIONS)}; "
+            f"the engine file is {ENGINE_FILE})"
+        )
+    return precision
+
+
+def precision_order(artifact: str) -> tuple[int, str]:
+    """Sort key: fp32, fp16, int8 first, anything else after, by name."""
+    return (PRECISIONS.index(artifact) if artifact in PRECISIONS else 9, artifact)

@@ -1,0 +1,36 @@
+"""``matting-deploy bench``: latency percentiles, FPS and the runner's overhead over a bare call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..runtimes import BACKENDS
+from .options import split_list
+
+
+@click.command()
+@click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
+@click.option("--artifacts", help="Comma list, e.g. fp32,int8 (default: every ONNX artifact; "
+              "with --backend tensorrt every built engine).")
+@click.option("--backend", type=click.Choice(BACKENDS),
+              default="cpu", show_default=True)
+@click.option("--iters", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="onnxruntime intra-op threads (0 = onnxruntime's default).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write results as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
+def bench(bundle, artifacts, backend, iters, warmup, threads, json_out, force):
+    """Latency (p50/p90/p99), FPS and runner overhead over a bare engine call, per artifact."""
+    from ..benchmark.pipeline import format_table, run_bench
+    from ..fileio import check_writable, write_json
+
+    if json_out:
+        check_writable(Path(json_out), force)
+    result = run_bench(bundle, split_list(artifacts), backend, iters, warmup, threads, log=click.echo)
+    click.echo("\n" + format_table(result))
+    if json_out:
+        write_json(json_out, result, force=force)
+        click.echo(f"\njson: {json_out}")

@@ -1,0 +1,45 @@
+"""``matting-deploy calibrate --int8``: KL-calibrated Q/DQ INT8 model and TensorRT cache."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE
+from ..errors import MattingDeployError
+
+
+@click.command("calibrate")
+@click.option("--int8", "int8_flag", is_flag=True, help="Calibrate for INT8 (the only mode).")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path),
+              help="Bundle folder made by 'matting-deploy export'.")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="Images: PPM-100 layout, a plain folder, a folder of video frames or a video.")
+@click.option("--num", default=100, show_default=True, help="Calibration images to use.")
+@click.option("--method", type=click.Choice(["entropy", "minmax", "percentile"]),
+              default="entropy", show_default=True, help="Range calibration (entropy = KL).")
+@click.option("--max-drift", type=float, default=None,
+              help="Keep the most sensitive nodes in float until the alpha MSE drift vs FP32 on "
+                   "held-out calibration images is below this.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the image choice.")
+@click.option("--warmup-frames", default=4, show_default=True,
+              help="RVM: frames run per image so the calibrated frame has real recurrent state.")
+@click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
+def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, force):
+    """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json."""
+    if not int8_flag:
+        raise MattingDeployError("calibrate: pass --int8 (INT8 is the only calibrated precision)")
+    from ..quantize.pipeline import run_calibration
+
+    start = time.perf_counter()
+    report = run_calibration(
+        bundle_dir, data, num=num, method=method, max_drift=max_drift, seed=seed,
+        warmup_frames=warmup_frames, force=force, echo=lambda m: click.echo(m, err=True),
+    )
+    click.echo(
+        f"wrote {INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON} in {report['bundle']} "
+        f"({report['images']} images, {report['tensors']} tensors, {report['float_nodes']} nodes "
+        f"in float); total {time.perf_counter() - start:.1f} s"
+    )

@@ -1,0 +1,159 @@
+"""Drift gates against FP32: the reference row, the limits, and one verdict entry per metric."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import MattingDeployError
+from .metrics import METRICS
+from .scoring import ArtifactRun
+
+CLIP_METRICS = (*METRICS, "dtssd")
+EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Drift limits: MSE at most ``max_mse_ratio`` x FP32, mIoU at most ``max_miou_drop`` lower."""
+
+    max_mse_ratio: float = 1.10
+    max_miou_drop: float = 0.003
+
+
+@dataclass
+class Reference:
+    """The FP32 numbers every row is held against."""
+
+    source: str  # "this run" or the path of a previous report.json
+    artifact: str
+    backend: str
+    images: dict[str, float] | None
+    clips: dict[str, float] | None
+
+
+@dataclass
+class Row:
+    """One table row: a run, its averaged metrics and its drift entries."""
+
+    run: ArtifactRun
+    images: dict[str, float] | None
+    clips: dict[str, float] | None
+    drift: list[dict[str, Any]]
+    is_reference: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.run.job.label
+
+    @property
+    def ok(self) -> bool:
+        return all(e["ok"] for e in self.drift)
+
+
+def load_reference(path: str | os.PathLike, protocol: dict[str, Any]) -> Reference:
+    """The FP32 row of a previous report.json, checked to come from the same protocol and images."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+        results = report["results"]
+        theirs = report["protocol"]
+    except FileNotFoundError:
+        raise MattingDeployError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MattingDeployError(f"{path}: not a validate report.json ({e})") from None
+    for key in ("model", "input", "resize", "frames_per_image", "digest"):
+        if theirs.get(key) != protocol[key]:
+            raise MattingDeployError(
+                f"{path}: reference was measured with {key}={theirs.get(key)}, "
+                f"this run uses {protocol[key]} (same bundle input, data and options needed)"
+            )
+    fp32 = [r for r in results if r.get("artifact") == "fp32"]
+    fp32.sort(key=lambda r: (not r.get("reference"), r.get("backend") != "cpu"))
+    if not fp32:
+        raise MattingDeployError(f"{path}: reference report has no fp32 row")
+    row = fp32[0]
+    clip = row.get("clip")
+    return Reference(
+        str(path),
+        "fp32",
+        row.get("backend", "?"),
+        row.get("metrics"),
+        {k: clip[k] for k in CLIP_METRICS} if clip else None,
+    )
+
+
+def drift(
+    values: dict[str, float] | None, ref: dict[str, float] | None, gates: Gates, prefix: str = ""
+) -> list[dict[str, Any]]:
+    """Entries {metric, fp32, value, ratio, limit, ok} for each metric; MSE and mIoU are gated."""
+    if not values or not ref:
+        return []
+    out = []
+    for metric, value in values.items():
+        if ref.get(metric) is None:
+            continue
+        r = float(ref[metric])
+        ratio = value / r if r else (1.0 if value == 0 else None)
+        entry: dict[str, Any] = {
+            "metric": prefix + metric,
+            "fp32": r,
+            "value": value,
+            "ratio": ratio,
+            "limit": None,
+            "ok": True,
+        }
+        if metric == "mse":
+            entry.update(
+                gate="max_ratio",
+                limit=gates.max_mse_ratio,
+                ok=ratio is not None and ratio <= gates.max_mse_ratio + EPS,
+            )
+        elif metric == "miou":
+            entry.update(
+                gate="max_drop",
+                drop=r - value,
+                limit=gates.max_miou_drop,
+                ok=r - value <= gates.max_miou_drop + EPS,
+            )
+        out.append(entry)
+    return out
+
+
+def make_rows(runs: list[ArtifactRun], reference: Reference, gates: Gates) -> list[Row]:
+    rows = []
+    for run in runs:
+        images, clips = run.image_means(), run.clip_means()
+        entries = drift(images, reference.images, gates) + drift(
+            clips, reference.clips, gates, "clip_"
+        )
+        is_ref = (
+            reference.source == "this run"
+            and run.job.artifact == reference.artifact
+            and run.job.backend == reference.backend
+        )
+        rows.append(Row(run, images, clips, entries, is_ref))
+    return rows
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    metric = entry["metric"].replace("clip_", "clip ")
+    name = metric.replace("mse", "MSE").replace("miou", "mIoU")
+    if entry.get("gate") == "max_ratio":
+        ratio = "inf" if entry["ratio"] is None else f"{entry['ratio']:.3f}"
+        return (
+            f"{name} {entry['value']:.6f} is x{ratio} FP32 {entry['fp32']:.6f} "
+            f"(limit x{entry['limit']})"
+        )
+    return (
+        f"{name} {entry['value']:.4f} is {entry['drop']:.4f} below FP32 {entry['fp32']:.4f} "
+        f"(limit {entry['limit']})"
+    )
+
+
+def failures(rows: list[Row]) -> list[str]:
+    """One line per failed gate."""
+    return [f"{row.label}: {_describe(e)}" for row in rows for e in row.drift if not e["ok"]]
