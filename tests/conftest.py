@@ -1,12 +1,7 @@
-"""Shared test settings."""
-
-import sys
-from pathlib import Path
+"""Shared test settings. Fixture builders live in the ``tests.fixtures`` package."""
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))  # fixture-builder modules beside the tests
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,11 +8,11 @@ import subprocess
 
 import numpy as np
 import pytest
-from runtime_fixtures import H, W, frames, make_runtime_bundle
 
 from matting_deploy.bundle import Bundle
 from matting_deploy.runtimes import capi
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+from tests.fixtures import H, W, frames, make_runtime_bundle
 
 DRIVER = r"""
 #include <stddef.h>

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from rvm_shaped_onnx import make_rvm_like
 
 from matting_deploy.bundle import Bundle
 from matting_deploy.cli import main
 from matting_deploy.fileio import sha256_file
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+from tests.fixtures import official_rvm_like
 
 H, W = 64, 48
 
@@ -21,7 +21,7 @@ H, W = 64, 48
 @pytest.fixture()
 def source(tmp_path):
     path = tmp_path / "rvm_like.onnx"
-    make_rvm_like(path)
+    official_rvm_like(path)
     return path
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
+from onnx import numpy_helper
 
 from matting_deploy.bundle import Bundle, trt_cache
 from matting_deploy.calib.feeder import CalibrationFeeder
@@ -21,120 +20,13 @@ from matting_deploy.data.imaging import load_image
 from matting_deploy.data.preprocess import preprocess_for
 from matting_deploy.data.sources import find_source
 from matting_deploy.errors import MattingDeployError
-from matting_deploy.fileio import sha256_file, write_json
+from matting_deploy.fileio import sha256_file
 from matting_deploy.quantize import ranges
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+from tests.fixtures import QH, QW, make_images
+from tests.fixtures import make_calib_bundle as make_bundle
 
-H, W = 64, 96
-
-
-def _conv(name, x, w, b=None, stride=1):
-    inits = [numpy_helper.from_array(w.astype(np.float32), f"{name}_w")]
-    ins = [x, f"{name}_w"]
-    if b is not None:
-        inits.append(numpy_helper.from_array(b.astype(np.float32), f"{name}_b"))
-        ins.append(f"{name}_b")
-    pad = w.shape[-1] // 2
-    node = helper.make_node("Conv", ins, [name], name=name, pads=[pad] * 4, strides=[stride] * 2)
-    return node, inits
-
-
-def conv_model(path, outlier: bool = False, seed: int = 0) -> None:
-    """A small encoder (four stride-2 Convs, one more at 1/16), upsampled, 1x1 Conv, Sigmoid.
-
-    With ``outlier`` Conv c4 has one constant channel near 1000 that the next Conv (c5) ignores:
-    quantizing c5's input with one scale wipes out the small channels (a case built to need a
-    float fallback).
-    """
-    rng = np.random.default_rng(seed)
-    b4 = np.zeros(8)
-    w5 = rng.normal(0, 0.3, (8, 8, 3, 3))
-    w4 = rng.normal(0, 0.3, (8, 8, 3, 3))
-    if outlier:
-        w4[0], b4[0], w5[:, 0] = 0.0, 1000.0, 0.0
-    layers = [("c1", "src", rng.normal(0, 0.5, (8, 3, 3, 3)), np.zeros(8), 2),
-              ("c2", "r1", rng.normal(0, 0.3, (8, 8, 3, 3)), np.zeros(8), 2),
-              ("c3", "r2", rng.normal(0, 0.3, (8, 8, 3, 3)), np.zeros(8), 2),
-              ("c4", "r3", w4, b4, 2),
-              ("c5", "r4", w5, np.zeros(8), 1)]
-    nodes, inits = [], []
-    for i, (name, x, w, b, stride) in enumerate(layers, 1):
-        node, ini = _conv(name, x, w, b, stride)
-        nodes += [node, helper.make_node("Relu", [name], [f"r{i}"], name=f"relu{i}")]
-        inits += ini
-    inits.append(numpy_helper.from_array(np.array([1, 1, 16, 16], np.float32), "up16"))
-    head, ini = _conv("c6", "up", rng.normal(0, 0.3, (1, 8, 1, 1)), np.zeros(1))
-    nodes += [helper.make_node("Resize", ["r5", "", "up16"], ["up"], name="resize", mode="linear"),
-              head, helper.make_node("Sigmoid", ["c6"], ["pha"], name="sig")]
-    inits += ini
-    graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("src", TensorProto.FLOAT, [1, 3, H, W])],
-        [helper.make_tensor_value_info("pha", TensorProto.FLOAT, [1, 1, H, W])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def rvm_model(path, seed: int = 0) -> None:
-    """Static RVM-shaped graph: r1o = 0.5 * r1i + tanh(conv(pool(src))), pha from src and r1o."""
-    rng = np.random.default_rng(seed)
-    nodes = [helper.make_node("AveragePool", ["src"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
-    n, inits = _conv("cp", "p", rng.normal(0, 0.5, (4, 3, 3, 3)))
-    nodes.append(n)
-    inits.append(numpy_helper.from_array(np.array([0.5], np.float32), "half"))
-    inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "up"))
-    nodes += [
-        helper.make_node("Tanh", ["cp"], ["t"]),
-        helper.make_node("Mul", ["r1i", "half"], ["h"]),
-        helper.make_node("Add", ["t", "h"], ["r1o"]),
-        helper.make_node("Resize", ["r1o", "", "up"], ["ru"], mode="nearest"),
-    ]
-    for node, ini in (_conv("ca", "src", rng.normal(0, 0.5, (1, 3, 3, 3))),  # not encoder
-                      _conv("cr", "ru", rng.normal(0, 0.5, (1, 4, 1, 1)))):
-        nodes.append(node)
-        inits += ini
-    nodes += [helper.make_node("Add", ["ca", "cr"], ["s"]), helper.make_node("Sigmoid", ["s"], ["pha"]),
-              helper.make_node("Identity", ["src"], ["fgr"])]
-    graph = helper.make_graph(
-        nodes, "rvm_tiny",
-        [helper.make_tensor_value_info("src", TensorProto.FLOAT, [1, 3, H, W]),
-         helper.make_tensor_value_info("r1i", TensorProto.FLOAT, [1, 4, H // 2, W // 2])],
-        [helper.make_tensor_value_info("fgr", TensorProto.FLOAT, [1, 3, H, W]),
-         helper.make_tensor_value_info("pha", TensorProto.FLOAT, [1, 1, H, W]),
-         helper.make_tensor_value_info("r1o", TensorProto.FLOAT, [1, 4, H // 2, W // 2])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def make_bundle(root, kind: str = "conv", **kw):
-    root.mkdir(parents=True)
-    (rvm_model if kind == "rvm" else conv_model)(root / "model.onnx", **kw)
-    states = [{"input": "r1i", "output": "r1o", "shape": [1, 4, H // 2, W // 2]}] if kind == "rvm" else []
-    write_json(root / "manifest.json", {
-        "format": 1, "model": "rvm" if kind == "rvm" else "modnet",
-        "input": {"height": H, "width": W, "dynamic": False, "downsample_ratio": 1.0},
-        "states": states,
-        "files": {"model.onnx": {"sha256": sha256_file(root / "model.onnx"), "precision": "fp32"}},
-        "artifacts": {"fp32": "model.onnx"},
-    })
-    return root
-
-
-def make_images(folder, n: int = 10, seed: int = 0):
-    """Bright blobs on a darker, noisy background; one corrupt file."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:60, 0:80]
-    for i in range(n):
-        img = rng.uniform(0, 0.4, (60, 80, 3))
-        cy, cx = rng.uniform(15, 45), rng.uniform(20, 60)
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 < 200] += 0.5
-        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(folder / f"im{i:02d}.png")
-    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    return folder
+H, W = QH, QW
 
 
 def run_cli(*args):

@@ -14,7 +14,6 @@ import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from runtime_fixtures import H, W, frames, make_runtime_bundle
 
 from matting_deploy.bundle import Bundle, trt_cache
 from matting_deploy.cli import main
@@ -24,6 +23,7 @@ from matting_deploy.errors import MattingDeployError
 from matting_deploy.runtimes import trt_build
 from matting_deploy.runtimes.ofd import OfdRunner, OneFrameDelay, ofd_step, smooth_sequence
 from matting_deploy.runtimes.open import io_spec, open_runner
+from tests.fixtures import H, W, frames, make_runtime_bundle
 
 
 def cli(*args):

@@ -10,11 +10,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
-from runtime_fixtures import H, W, frames, make_runtime_bundle
 
 from matting_deploy.bundle import Bundle
 from matting_deploy.cli import main
 from matting_deploy.errors import MattingDeployError
+from tests.fixtures import H, W, frames, make_runtime_bundle
 
 pytestmark = pytest.mark.gpu
 

@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from bundle_fixtures import make_bundle, make_clip, make_ppm_data
 from click.testing import CliRunner
 from PIL import Image
 
@@ -23,6 +22,7 @@ from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 from matting_deploy.validate import metrics as M
 from matting_deploy.validate.gates import Gates, drift, load_reference
 from matting_deploy.validate.scoring import Scorer
+from tests.fixtures import make_bundle, make_clip, make_ppm_data
 
 
 def validate(*args):
