@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from matting_deploy.bundle import Bundle  # noqa: E402
 from matting_deploy.benchmark.pipeline import format_table, run_bench  # noqa: E402
+from matting_deploy.bundle import Bundle  # noqa: E402
 
 OVERHEAD_TARGET_PCT = 3.0
 INT8_TARGET = 1.3
@@ -46,7 +46,7 @@ def profile_ops(bundle: Bundle, artifact: str, runs: int, threads: int) -> dict[
     session = ort.InferenceSession(str(bundle.artifact_path(artifact)), opts,
                                    providers=["CPUExecutionProvider"])
     h, w = bundle.input_hw
-    feed = runner.feed(np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32))
+    feed = runner.model_inputs(np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32))
     for _ in range(runs):
         session.run(None, feed)
     trace = Path(session.end_profiling())

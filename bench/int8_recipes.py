@@ -30,12 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from matting_deploy.bundle import Bundle  # noqa: E402
-from matting_deploy.data.pairs import ppm_pairs  # noqa: E402
 from matting_deploy.data.imaging import load_image, load_matte  # noqa: E402
+from matting_deploy.data.pairs import ppm_pairs  # noqa: E402
 from matting_deploy.data.preprocess import alpha_to_source, preprocess_for  # noqa: E402
-from matting_deploy.quantize import int8  # noqa: E402
+from matting_deploy.quantize import collect, qdq  # noqa: E402
 from matting_deploy.quantize.recipe import DEFAULT, Recipe, excluded_nodes  # noqa: E402
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner  # noqa: E402
+from matting_deploy.validate.metrics import miou, mse  # noqa: E402
+from matting_deploy.validate.scoring import still_outputs  # noqa: E402
 
 ALL_OPS = ()  # empty = every op type onnxruntime can quantize
 
@@ -85,29 +87,16 @@ RECIPES = {
 }
 
 
-def miou(a: np.ndarray, gt: np.ndarray) -> float:
-    p, t = a >= 0.5, gt >= 0.5
-    ious = []
-    for x, y in ((p, t), (~p, ~t)):
-        union = np.logical_or(x, y).sum()
-        ious.append(np.logical_and(x, y).sum() / union if union else 1.0)
-    return float(np.mean(ious))
-
-
 def run_protocol(runner: OrtRunner, srcs, geos, frames: int) -> list[np.ndarray]:
-    out = []
-    for src, geo in zip(srcs, geos, strict=True):
-        runner.reset()
-        for _ in range(frames):
-            res = runner.run(src)
-        out.append(alpha_to_source(res["pha"], geo))
-    return out
+    """The library's scoring protocol (K frames from zero state, the last kept) at source size."""
+    return [alpha_to_source(still_outputs(runner, src, frames)["pha"], geo)
+            for src, geo in zip(srcs, geos, strict=True)]
 
 
 def scores(alphas, mattes, ref=None) -> dict:
-    mse = np.array([np.mean((a - m) ** 2) for a, m in zip(alphas, mattes, strict=True)])
+    err = np.array([mse(a, m) for a, m in zip(alphas, mattes, strict=True)])
     iou = np.array([miou(a, m) for a, m in zip(alphas, mattes, strict=True)])
-    out = {"mse": mse, "miou": iou}
+    out = {"mse": err, "miou": iou}
     if ref is not None:
         out["diff"] = np.array([np.mean(np.abs(a - r)) for a, r in zip(alphas, ref, strict=True)])
     return out
@@ -167,7 +156,7 @@ def main() -> None:
     calib_idx = list(range(0, n, 2)) if args.calib == "even" else list(range(n))
     hold_idx = [i for i in range(n) if i not in calib_idx] or list(range(n))
 
-    fp32 = int8.prepare_fp32(bundle.artifact_path("fp32"), work / "fp32.onnx")
+    fp32 = qdq.prepare_fp32(bundle.artifact_path("fp32"), work / "fp32.onnx")
     ref_file = work / f"fp32-f{args.frames}.pkl"
     if ref_file.exists():
         ref = pickle.loads(ref_file.read_bytes())
@@ -186,7 +175,7 @@ def main() -> None:
         runner.reset()
         for _ in range(args.frames - 1):
             runner.run(srcs[i])
-        feeds.append({k: np.array(v) for k, v in runner.feed(srcs[i]).items()})
+        feeds.append({k: np.array(v) for k, v in runner.model_inputs(srcs[i]).items()})
 
     opts: dict = {}
     for o in args.opt:
@@ -223,7 +212,7 @@ def main() -> None:
             if opts:
                 recipe = replace(recipe, calibrator_options=opts)
             excl = excluded_nodes(model, recipe)
-            tensors = int8.quantized_tensors(fp32, recipe, excl)
+            tensors = qdq.quantized_tensors(fp32, recipe, excl)
             tag = f"{rname}-{method}-{args.calib}-c{args.chunk}-f{args.frames}" + "".join(
                 f"-{m}{k}{v}" for m, d in opts.items() for k, v in d.items())
             rfile = work / f"ranges-{tag}.json"
@@ -232,12 +221,12 @@ def main() -> None:
                 t_cal, n_mse = float("nan"), -1
             else:
                 t = time.perf_counter()
-                ranges, src = int8.collect_ranges(fp32, method, tensors, recipe, ListReader(feeds, args.chunk))
+                ranges, src = collect.collect_ranges(fp32, method, tensors, recipe, ListReader(feeds, args.chunk))
                 n_mse = sum(v == "mse" for v in src.values())
                 t_cal = time.perf_counter() - t
                 rfile.write_text(json.dumps(ranges))
             qpath = work / f"q-{tag}.onnx"
-            int8.write_qdq(fp32, qpath, ranges, method, recipe, excl)
+            qdq.write_qdq(fp32, qpath, ranges, method, recipe, excl)
             row = score_row(rname, method, qpath, {
                 "tensors": len(tensors), "excluded": len(excl), "guarded": n_mse,
                 "calib_s": round(t_cal, 1)})
