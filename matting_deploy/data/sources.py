@@ -1,6 +1,7 @@
-"""Calibration data: find the images (or video frames) in a folder or a video file.
+"""Inputs that are not scored pairs: calibration sources (:func:`find_source`) and what
+``infer`` reads (:func:`open_input`); both decode videos with :mod:`.video`.
 
-Accepted sources:
+Accepted calibration sources:
 
 - a PPM-100-layout folder (``image/`` and optional ``matte/``): the images in ``image/``;
 - a plain folder of images (JPEG/PNG/..., RGB/RGBA/grey, 8- or 16-bit);

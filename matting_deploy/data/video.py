@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -12,10 +11,6 @@ from ..errors import MattingDeployError, first_line
 from ..optional import require
 
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTS
 
 
 def decode(path: str | os.PathLike) -> tuple[int | None, Iterator[tuple[int, np.ndarray]]]:
