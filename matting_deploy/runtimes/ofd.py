@@ -113,6 +113,10 @@ class OfdRunner(Runner):
         self._pending = None
         self.runner.close()
 
+    @property
+    def state_specs(self) -> list:
+        return self.runner.state_specs
+
     def __getattr__(self, name: str) -> Any:  # bundle, backend, ... of the wrapped runner
         if name == "runner":
             raise AttributeError(name)
