@@ -105,7 +105,7 @@ def check_bundle(
                                 qdq.fp16_outside_qdq(views["fp16"], fp32_ops)]))
         else:
             add(tagged("fp16", [_skip(f"{trt} builds FP16 from model.onnx with the FP16 flag; "
-                                              "this file is not used")]))
+                                      "this file is not used")]))
     if "int8" in views:
         if tgt.strongly_typed_int8:
             add(tagged("int8", [*_parser_rules(views["int8"], tgt, state_inputs), *_qdq_rules(views["int8"]),
@@ -113,7 +113,7 @@ def check_bundle(
             report.int8_mac_share = int8_mac_share(views["int8"])
         else:
             add(tagged("int8", [_skip(f"{trt} builds INT8 implicitly from model.onnx + calib.cache; "
-                                              "this file only names the intended INT8 Convs")]))
+                                      "this file only names the intended INT8 Convs")]))
     report.results.extend(_cache_rules(tgt, views, cache, tagged))
     if tgt.implicit_int8 and cache is not None and "fp32" in views:
         report.int8_mac_share = int8_mac_share(views["fp32"], cache[1])

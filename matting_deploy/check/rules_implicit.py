@@ -24,13 +24,12 @@ def cache_header(header: str, target: str | Target) -> RuleResult:
     calibrator the build can read; TensorRT skips a cache made for another version."""
     tgt = as_target(target)
     algorithms = support_data()["calibration_cache"]["algorithms"]
-    want = f"TRT-{tgt.cache_code}-EntropyCalibration2"
     m = HEADER.match(header.strip())
     if m and int(m.group(1)) == tgt.cache_code and m.group(2) in algorithms:
         return RuleResult("cache-header", True, [], f"{header.strip()} = TensorRT {tgt.version_text}")
     return RuleResult("cache-header", False, [header.strip()],
-                      f"TensorRT {tgt.version_text} reads only a cache headed {want} (or another "
-                      f"calibrator: {', '.join(algorithms)}); it would skip this one")
+                      f"TensorRT {tgt.version_text} reads only a cache headed TRT-{tgt.cache_code}-<calibrator> "
+                      f"({', '.join(algorithms)}); it would skip this one")
 
 
 def fused_output(view: ModelView, conv) -> list[str]:
