@@ -1,0 +1,122 @@
+"""What the rules need to know about an ONNX graph: types, shapes, constants, node labels.
+
+Builds on :class:`matting_deploy.quantize.recipe.Graph` (producer/consumer maps) and adds the
+inferred element types and shapes (``onnx.shape_inference``) and constant folding of the
+``Constant`` nodes and initializers the rules read (zero points, scales, Resize inputs).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..quantize.recipe import Graph
+
+# ONNX element type -> the names onnx-tensorrt's operators.md uses.
+TYPE_NAMES = {
+    onnx.TensorProto.FLOAT: "FP32", onnx.TensorProto.FLOAT16: "FP16", onnx.TensorProto.BFLOAT16: "BF16",
+    onnx.TensorProto.DOUBLE: "DOUBLE", onnx.TensorProto.INT8: "INT8", onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.INT32: "INT32", onnx.TensorProto.INT64: "INT64", onnx.TensorProto.BOOL: "BOOL",
+    onnx.TensorProto.INT16: "INT16", onnx.TensorProto.UINT16: "UINT16",
+    onnx.TensorProto.FLOAT8E4M3FN: "FP8", onnx.TensorProto.INT4: "INT4",
+}
+if hasattr(onnx.TensorProto, "FLOAT4E2M1"):
+    TYPE_NAMES[onnx.TensorProto.FLOAT4E2M1] = "FP4"
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+
+
+def label(node: onnx.NodeProto) -> str:
+    """A node's name, or ``OpType(first output)`` for unnamed nodes."""
+    return node.name or f"{node.op_type}({node.output[0] if node.output else ''})"
+
+
+def main_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+class ModelView(Graph):
+    """A graph with inferred types/shapes; the model itself is not changed."""
+
+    def __init__(self, model: onnx.ModelProto):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:  # inference is a help, not a requirement: fall back to what the file says
+            inferred = model
+        super().__init__(inferred)
+        self.opset = main_opset(model)
+        self.constant_nodes = {n.output[0]: n for n in self.nodes if n.op_type == "Constant" and n.output}
+        self.outputs = [o.name for o in inferred.graph.output]
+
+    def elem_type(self, tensor: str) -> int | None:
+        """ONNX element type of ``tensor`` (initializer, Constant or inferred), None if unknown."""
+        if tensor in self.inits:
+            return self.inits[tensor].data_type
+        if tensor in self.constant_nodes:
+            for a in self.constant_nodes[tensor].attribute:
+                if a.name == "value":
+                    return a.t.data_type
+        vi = self.value_info.get(tensor)
+        if vi is not None and vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
+            return vi.type.tensor_type.elem_type
+        return None
+
+    def shape(self, tensor: str) -> list[int | str | None] | None:
+        """Dims of ``tensor``: ints, symbolic names, None for unknown; None if the rank is unknown."""
+        if tensor in self.inits:
+            return list(self.inits[tensor].dims)
+        value = self.constant(tensor)
+        if value is not None:
+            return list(value.shape)
+        vi = self.value_info.get(tensor)
+        if vi is None or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            return None
+        return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                for d in vi.type.tensor_type.shape.dim]
+
+    def constant(self, tensor: str) -> np.ndarray | None:
+        """The value of an initializer or a Constant node's output (through Identity), else None."""
+        if tensor in self.inits:
+            return numpy_helper.to_array(self.inits[tensor])
+        node = self.constant_nodes.get(tensor)
+        if node is not None:
+            for a in node.attribute:
+                if a.name == "value":
+                    return numpy_helper.to_array(a.t)
+            return None
+        p = self.producer.get(tensor)
+        if p is not None and p.op_type == "Identity":
+            return self.constant(p.input[0])
+        return None
+
+    def is_constant(self, tensor: str) -> bool:
+        return tensor in self.inits or tensor in self.constant_nodes or (
+            tensor in self.producer and self.producer[tensor].op_type == "Identity"
+            and self.is_constant(self.producer[tensor].input[0]))
+
+    def data_inputs_reaching(self, tensor: str) -> set[str]:
+        """Graph inputs whose *values* (not just shapes) ``tensor`` is computed from."""
+        seen, todo, found = set(), [tensor], set()
+        graph_inputs = set(self.inputs)
+        while todo:
+            t = todo.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            if t in graph_inputs:
+                found.add(t)
+                continue
+            node = self.producer.get(t)
+            if node is None or node.op_type in ("Shape", "Size"):  # a shape is fixed once shapes are
+                continue
+            todo.extend(i for i in node.input if i)
+        return found
+
+
+def attr(node: onnx.NodeProto, name: str, default=None):
+    """Attribute value of ``node`` (strings decoded), or ``default``."""
+    for a in node.attribute:
+        if a.name == name:
+            value = onnx.helper.get_attribute_value(a)
+            return value.decode() if isinstance(value, bytes) else value
+    return default
