@@ -10,42 +10,38 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 
-def stem(in_channels: int, out_channels: int) -> list[nn.Module]:
-    """Reflection pad 3 -> 7x7 conv (bias) -> BN -> ReLU: the first layers of every encoder."""
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel: int, stride: int = 1, padding: int = 0, bias: bool = True
+) -> list[nn.Module]:
+    """Conv2d (zero padding) -> BatchNorm2d -> ReLU."""
     return [
-        nn.ReflectionPad2d(3),
-        nn.Conv2d(in_channels, out_channels, kernel_size=7, padding=0, bias=True),
+        nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     ]
+
+
+def stem(in_channels: int, out_channels: int) -> list[nn.Module]:
+    """Reflection pad 3 -> 7x7 conv (bias) -> BN -> ReLU: the first layers of every encoder."""
+    return [nn.ReflectionPad2d(3), *conv_bn_relu(in_channels, out_channels, 7)]
 
 
 def down(in_channels: int, out_channels: int) -> list[nn.Module]:
     """3x3 stride-2 conv (zero pad 1, bias) -> BN -> ReLU: halves H and W (rounding up)."""
-    return [
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, bias=True),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
+    return conv_bn_relu(in_channels, out_channels, 3, stride=2, padding=1)
 
 
 def up(in_channels: int, out_channels: int) -> list[nn.Module]:
     """Bilinear x2 upsampling (align_corners=True) -> 3x3 conv (zero pad 1, bias) -> BN -> ReLU."""
     return [
         nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1, bias=True),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
+        *conv_bn_relu(in_channels, out_channels, 3, padding=1),
     ]
 
 
 def pointwise(in_channels: int, out_channels: int) -> list[nn.Module]:
     """1x1 conv without bias -> BN -> ReLU (the selector combiners and the decoder's input)."""
-    return [
-        nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=1, padding=0, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    ]
+    return conv_bn_relu(in_channels, out_channels, 1, bias=False)
 
 
 def head(in_channels: int, out_channels: int) -> list[nn.Module]:

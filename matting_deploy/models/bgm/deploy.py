@@ -31,4 +31,5 @@ class BGMDeploy(nn.Module):
 
     def forward(self, src: Tensor, bgr: Tensor, seg: Tensor) -> tuple[Tensor, Tensor]:
         alpha, fg = self.net(src * 2 - 1, bgr * 2 - 1, seg * 2 - 1)
-        return ((alpha + 1) / 2).clamp(0, 1), ((fg + 1) / 2).clamp(0, 1)
+        # Multiplying by 0.5 (exact, like / 2) exports as Mul: the FP16 converter keeps Div in FP32.
+        return ((alpha + 1) * 0.5).clamp(0, 1), ((fg + 1) * 0.5).clamp(0, 1)
