@@ -90,7 +90,8 @@ def load_checkpoint(net: nn.Module, path: str | os.PathLike) -> None:
     """Load ``path`` into ``net`` with strict key and shape matching; MattingDeployError otherwise.
 
     Accepts a plain state_dict or a dict holding one under 'state_dict' or 'model', with or without
-    the ``module.`` prefix of ``nn.DataParallel`` (the official MODNet .ckpt files have it). Keys
+    the ``module.`` prefix of ``nn.DataParallel`` (the official MODNet .ckpt and Background Matting
+    ``netG_epoch_*.pth`` files have it: both were trained and saved under DataParallel). Keys
     of modules registered twice (MODNet's shared backbone) may all be present; they load into the
     same tensors.
     """

@@ -6,12 +6,27 @@ import math
 
 import numpy as np
 
-MODELS = ("modnet", "rvm")
+MODELS = ("modnet", "rvm", "bgm")
 RVM_VARIANTS = ("mobilenetv3", "resnet50")
 # Recurrent state channels r1..r4 per RVM encoder (decoder channels [16, 20|32, 40|64, 64|128]).
 RVM_STATE_CHANNELS = {"mobilenetv3": (16, 20, 40, 64), "resnet50": (16, 32, 64, 128)}
 RVM_STATE_NAMES = tuple((f"r{i}i", f"r{i}o") for i in range(1, 5))
 DEFAULT_HW = (480, 288)
+# Background Matting v1: ONNX contract (models/bgm/deploy.py) and input size rule.
+BGM_INPUTS = ("src", "bgr", "seg")  # [N,3,H,W], [N,3,H,W], [N,1,H,W], all in [0, 1]
+BGM_OUTPUTS = ("pha", "fgr")  # [N,1,H,W], [N,3,H,W], in [0, 1]
+BGM_DEFAULT_HW = (512, 512)  # the official test resolution
+BGM_SIZE_MULTIPLE = 4  # two stride-2 convs down, two x2 upsamplings back up, a 1/2-scale skip
+BGM_MIN_SIZE = 8  # the residual blocks reflection-pad by 1 at 1/4 scale: at least 2 pixels there
+
+
+def bgm_size_problem(height: int, width: int) -> str | None:
+    """None when Background Matting v1 can run at ``height`` x ``width``, else the reason."""
+    if height % BGM_SIZE_MULTIPLE or width % BGM_SIZE_MULTIPLE:
+        return f"BGM needs height and width divisible by {BGM_SIZE_MULTIPLE}, got {height}x{width}"
+    if min(height, width) < BGM_MIN_SIZE:
+        return f"BGM needs height and width of at least {BGM_MIN_SIZE}, got {height}x{width}"
+    return None
 
 
 def rvm_state_shapes(
