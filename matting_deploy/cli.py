@@ -42,3 +42,7 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="matting-deploy")
 def main() -> None:
     """Portrait matting (MODNet, RVM) from PyTorch to verified ONNX, INT8/FP16 and TensorRT."""
+
+
+if __name__ == "__main__":  # python -m matting_deploy.cli
+    main()

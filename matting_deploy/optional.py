@@ -28,7 +28,8 @@ OPTIONAL = {
     "tensorrt": _TRT,
     "pycuda": Optional("pycuda", _TRT.install),
     "av": Optional("PyAV", "pip install 'matting-deploy[video]' (PyAV), or extract the frames to a folder"),
-    "torch": Optional("PyTorch", "pip install torch==2.13.0 (the CPU build) or your platform's build"),
+    "torch": Optional("PyTorch", "pip install 'matting-deploy[torch]' (CPU-only build: first pip install "
+                                 "torch --index-url https://download.pytorch.org/whl/cpu)"),
 }
 
 
