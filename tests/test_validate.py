@@ -194,7 +194,8 @@ def test_reference_from_previous_report(tmp_path, data):
         "--report",
         tmp_path / "dev3",
     )
-    assert other.exit_code == 2 and "resize=stretch" in other.output
+    assert other.exit_code == 2 and "resize=stretch (this run: letterbox)" in other.output
+    assert "rerun with the reference's --resize" in other.output
     assert not (tmp_path / "dev3").exists()
     fewer = validate(
         "--bundle",
@@ -210,7 +211,9 @@ def test_reference_from_previous_report(tmp_path, data):
         "--report",
         tmp_path / "dev4",
     )
-    assert fewer.exit_code == 2 and "digest" in fewer.output
+    assert fewer.exit_code == 2 and "limit=None (this run: 2)" in fewer.output
+    assert "n_images=4 (this run: 2)" in fewer.output and "digest" in fewer.output
+    assert "--limit" in fewer.output and len(fewer.output.strip().splitlines()) == 1
 
 
 def test_rvm_warmup_frames_and_clip_states(tmp_path, data):
