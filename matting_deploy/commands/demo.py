@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import MattingDeployError
+from .options import examples
 
 
 def _run(args: list[str]) -> None:
@@ -16,7 +17,10 @@ def _run(args: list[str]) -> None:
     main.main(args=args, standalone_mode=False)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "matting-deploy demo",
+    "matting-deploy demo --out runs/demo --images 8 --force",
+))
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
               help="Work folder: downloads/, data/calib, data/eval, bundle/.")
 @click.option("--images", type=int, default=16, show_default=True, help="Composites per split.")

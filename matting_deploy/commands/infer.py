@@ -5,9 +5,14 @@ from __future__ import annotations
 import click
 
 from ..runtimes import BACKENDS
+from .options import examples
 
 
-@click.command()
+@click.command(epilog=examples(
+    "matting-deploy infer --bundle bundles/rvm --input clip.mp4 --out runs/clip   # com.mp4, pha.mp4, fgr.mp4",
+    "matting-deploy infer --bundle bundles/rvm --artifact int8 --input photos/ --out runs/photos --background white",
+    "matting-deploy infer --bundle bundles/modnet --input frames/ --out runs/frames --ofd --output-type png",
+))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--artifact", default="fp32", show_default=True,
               help="fp32, fp16 or int8 (with --backend tensorrt: the engine of that precision).")
@@ -37,7 +42,7 @@ from ..runtimes import BACKENDS
               help="Recurrent models on a still image: runs from zero state, the last kept.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="onnxruntime intra-op threads (0 = default).")
-@click.option("--force", is_flag=True, help="Replace existing alpha/, composite/, infer.json.")
+@click.option("--force", is_flag=True, help="Replace existing outputs (PNG folders or videos) and infer.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def infer(bundle, artifact, backend, input_path, as_, out, output_type, video_mbps, background, ofd,
           ofd_threshold, resize, warmup_frames, threads, force, quiet):
