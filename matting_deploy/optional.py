@@ -69,7 +69,10 @@ def versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            module = importlib.util.find_spec(name.replace("-", "_"))
+            try:
+                module = importlib.util.find_spec(name.replace("-", "_"))
+            except (ImportError, ValueError):  # a broken or blocked install
+                module = None
             out[name] = "not installed"
             if module is not None:  # e.g. JetPack's tensorrt has no pip metadata
                 out[name] = getattr(importlib.import_module(name.replace("-", "_")), "__version__", "unknown")
