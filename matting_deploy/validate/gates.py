@@ -70,7 +70,8 @@ def protocol_mismatch(theirs: dict[str, Any], ours: dict[str, Any]) -> str | Non
     fields = ", ".join(f"{k}={theirs.get(k)} (this run: {ours.get(k)})" for k in keys if k != "digest")
     if "digest" in keys:
         fields += (", and " if fields else "") + "the image names differ (digest)"
-    hints = "/".join(dict.fromkeys(h for k in keys for h in [{**MUST_MATCH, **EXPLAINS}[k]] if h.startswith("--")))
+    options = {**MUST_MATCH, **EXPLAINS}
+    hints = "/".join(dict.fromkeys(options[k] for k in keys if options[k].startswith("--")))
     how = (f"rerun with the reference's {hints} on the same data" if hints
            else "use the reference's bundle, --data and --limit")
     return f"reference was measured differently: {fields}; {how}"
