@@ -38,7 +38,12 @@ class LazyGroup(click.Group):
             sys.exit(2)
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=LazyGroup, epilog="\b\nStart with:\n  matting-deploy demo   # the whole pipeline on the "
+             "official RVM, nothing needed from you\n  matting-deploy COMMAND --help")
 @click.version_option(__version__, prog_name="matting-deploy")
 def main() -> None:
     """Portrait matting (MODNet, RVM) from PyTorch to verified ONNX, INT8/FP16 and TensorRT."""
+
+
+if __name__ == "__main__":  # python -m matting_deploy.cli
+    main()

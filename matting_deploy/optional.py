@@ -28,7 +28,8 @@ OPTIONAL = {
     "tensorrt": _TRT,
     "pycuda": Optional("pycuda", _TRT.install),
     "av": Optional("PyAV", "pip install 'matting-deploy[video]' (PyAV), or extract the frames to a folder"),
-    "torch": Optional("PyTorch", "pip install torch==2.13.0 (the CPU build) or your platform's build"),
+    "torch": Optional("PyTorch", "pip install 'matting-deploy[torch]' (CPU-only build: first pip install "
+                                 "torch --index-url https://download.pytorch.org/whl/cpu)"),
 }
 
 
@@ -68,7 +69,10 @@ def versions(names: tuple[str, ...] | list[str]) -> dict[str, str]:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            module = importlib.util.find_spec(name.replace("-", "_"))
+            try:
+                module = importlib.util.find_spec(name.replace("-", "_"))
+            except (ImportError, ValueError):  # a broken or blocked install
+                module = None
             out[name] = "not installed"
             if module is not None:  # e.g. JetPack's tensorrt has no pip metadata
                 out[name] = getattr(importlib.import_module(name.replace("-", "_")), "__version__", "unknown")

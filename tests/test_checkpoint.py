@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from torch import nn
 
-from matting_deploy.errors import MattingDeployError
-from matting_deploy.models.checkpoint import load_checkpoint
-from matting_deploy.models.modnet import MODNet
+from tests.fixtures import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+from torch import nn  # noqa: E402
+
+from matting_deploy.errors import MattingDeployError  # noqa: E402
+from matting_deploy.models.checkpoint import load_checkpoint  # noqa: E402
+from matting_deploy.models.modnet import MODNet  # noqa: E402
 
 
 def random_modnet(seed: int) -> MODNet:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
@@ -13,7 +14,7 @@ from matting_deploy.bundle import Bundle
 from matting_deploy.cli import main
 from matting_deploy.fileio import sha256_file
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
-from tests.fixtures import official_rvm_like
+from tests.fixtures import NEEDS_TORCH, official_modnet_like, official_rvm_like
 
 H, W = 64, 48
 
@@ -121,3 +122,73 @@ def test_manifest_is_json_with_versions(source, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert {"torch", "onnx", "onnxruntime"} <= set(m["versions"])
     assert m["inputs"][0] == {"name": "src", "shape": [1, 3, H, W], "dtype": "float32"}
+
+
+# ----------------------------------------------------------------------------- official MODNet layout
+
+
+def _modnet_from_onnx(source, out, height, width):
+    return CliRunner().invoke(main, ["export", "--model", "modnet", "--from-onnx", str(source), "--height",
+                                     str(height), "--width", str(width), "--fp16", "--out", str(out)],
+                              catch_exceptions=False)
+
+
+def _check_modnet_bundle(source, out, height, width):
+    bundle = Bundle.open(out)
+    m = bundle.manifest
+    assert m["model"] == "modnet" and m["parity"]["fp32"]["against"] == "source-onnx"
+    assert m["parity"]["fp32"]["max_abs"] <= 1e-4 and m["source"]["onnx"] == source.name
+    model = onnx.load(out / "model.onnx")
+    assert [i.name for i in model.graph.input] == ["src"] and [o.name for o in model.graph.output] == ["pha"]
+    assert m["inputs"][0]["shape"] == [1, 3, height, width]
+    # Our graph on src in [0, 1] equals the source on its own normalised input (src - 0.5) / 0.5.
+    ours = OrtRunner.from_bundle(bundle)
+    theirs = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+    src = np.random.default_rng(3).random((1, 3, height, width), dtype=np.float32)
+    want = theirs.run(["output"], {"input": (src - 0.5) / 0.5})[0]
+    np.testing.assert_allclose(ours.run(src)["pha"], want, atol=1e-5)
+    unnormalised = theirs.run(["output"], {"input": src})[0]
+    assert np.abs(unnormalised - want).max() > 1e-2  # the normalisation really matters here
+
+
+def test_official_modnet_layout_hand_made(tmp_path):
+    source = tmp_path / "modnet_official.onnx"
+    official_modnet_like(source)
+    out = tmp_path / "b"
+    res = _modnet_from_onnx(source, out, 64, 96)
+    assert res.exit_code == 0, res.output
+    assert "official MODNet layout" in res.output
+    _check_modnet_bundle(source, out, 64, 96)
+    res = _modnet_from_onnx(source, tmp_path / "odd", 50, 96)
+    assert res.exit_code == 2 and "divisible by 32" in res.output
+
+
+def test_official_modnet_layout_rejects_other_graphs(source, tmp_path):
+    res = _modnet_from_onnx(source, tmp_path / "b", 64, 96)  # an RVM graph is not MODNet's layout
+    assert res.exit_code == 2 and "not the official MODNet ONNX layout" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("ignore")  # the tracer's warnings about MODNet's Python branches
+def test_official_modnet_layout_from_our_network(tmp_path):
+    """A MODNet ONNX exported the way the MODNet repository's onnx/export_onnx.py does."""
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+    from matting_deploy.export.torch_export import build_network
+
+    class Official(torch.nn.Module):  # the official onnx/ export: normalised input -> matte only
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x, True)[2]
+
+    source = tmp_path / "modnet.onnx"
+    dynamic = {0: "batch_size", 2: "height", 3: "width"}
+    torch.onnx.export(Official(build_network("modnet", "mobilenetv2", None)), torch.rand(1, 3, 64, 64) * 2 - 1,
+                      str(source), input_names=["input"], output_names=["output"], opset_version=11,
+                      dynamic_axes={"input": dynamic, "output": dynamic}, dynamo=False)
+    out = tmp_path / "b"
+    res = _modnet_from_onnx(source, out, 64, 96)
+    assert res.exit_code == 0, res.output
+    _check_modnet_bundle(source, out, 64, 96)

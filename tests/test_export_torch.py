@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-import torch
-from click.testing import CliRunner
 
-from matting_deploy.bundle import Bundle
-from matting_deploy.cli import main
-from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+from tests.fixtures import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+from click.testing import CliRunner  # noqa: E402
+
+from matting_deploy.bundle import Bundle  # noqa: E402
+from matting_deploy.cli import main  # noqa: E402
+from matting_deploy.runtimes.onnxruntime_runner import OrtRunner  # noqa: E402
 
 
 def export(*args):

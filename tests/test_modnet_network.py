@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from matting_deploy.models.modnet import IBNorm, MODNet
+from tests.fixtures import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+
+from matting_deploy.models.modnet import IBNorm, MODNet  # noqa: E402
 
 MANIFEST = json.loads((Path(__file__).parent / "reference" / "modnet_state_dict.json").read_text())
 

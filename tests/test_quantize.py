@@ -43,6 +43,9 @@ def test_calibrate_writes_trt_compatible_qdq_model_close_to_fp32(conv_setup):
     res = run_cli("--int8", "--bundle", bundle_dir, "--data", data, "--num", 20)
     assert res.exit_code == 0, res.output
     assert "broken.png" in res.output  # unreadable file reported by name and skipped
+    candidates = len(find_source(data).items)
+    assert f"--num 20 but {data} has {candidates} images; using all {candidates}" in res.output
+    assert "calibration: writing the Q/DQ model" in res.output
     bundle = Bundle.open(bundle_dir)
     for name in ("model.int8.onnx", "calib.cache", "calib.json"):
         assert bundle.manifest["files"][name]["sha256"] == sha256_file(bundle_dir / name)

@@ -301,7 +301,8 @@ def test_bench_cli_table_and_json(rvm, tmp_path):
     res = cli("bench", "--bundle", rvm, "--iters", 12, "--warmup", 2, "--json", out)
     assert res.exit_code == 0, res.output
     assert "p50 ms" in res.output and "overhead" in res.output
-    assert "int8 vs fp32 (p50)" in res.output
+    assert "INT8: " in res.output and "than FP32 (p50)" in res.output
+    assert "timing fp32, int8 on cpu" in res.output and "int8 (cpu): running..." in res.output
     data = json.loads(out.read_text())
     assert [r["artifact"] for r in data["rows"]] == ["fp32", "int8"]
     for row in data["rows"]:
@@ -312,6 +313,13 @@ def test_bench_cli_table_and_json(rvm, tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
     bad = cli("bench", "--bundle", rvm, "--artifacts", "fp16", "--iters", 2)
     assert bad.exit_code == 2 and "no 'fp16' artifact" in bad.output
+
+
+def test_speed_line_says_faster_or_slower_with_a_ratio_above_one():
+    from matting_deploy.benchmark.pipeline import speed_line
+
+    assert speed_line("fp16", 1 / 1.05) == "FP16: 1.05x slower than FP32 (p50)"
+    assert speed_line("int8", 2.0) == "INT8: 2.00x faster than FP32 (p50)"
 
 
 # ----------------------------------------------------------------------------- infer

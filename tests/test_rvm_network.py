@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
-from matting_deploy.models.rvm import MattingNetwork
-from matting_deploy.models.rvm.model import onnx_safe_scale
-from matting_deploy.models.specs import RVM_STATE_CHANNELS, rvm_state_shapes
+from tests.fixtures import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+from torch import nn  # noqa: E402
+
+from matting_deploy.models.rvm import MattingNetwork  # noqa: E402
+from matting_deploy.models.rvm.model import onnx_safe_scale  # noqa: E402
+from matting_deploy.models.specs import RVM_STATE_CHANNELS, rvm_state_shapes  # noqa: E402
 
 REF = Path(__file__).parent / "reference"
 VARIANTS = ("mobilenetv3", "resnet50")

@@ -21,6 +21,7 @@ from matting_deploy.errors import MattingDeployError
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 from matting_deploy.validate import metrics as M
 from matting_deploy.validate.gates import Gates, drift, load_reference
+from matting_deploy.validate.panels import LEGEND_HEIGHT
 from matting_deploy.validate.scoring import Scorer
 from tests.fixtures import make_bundle, make_clip, make_ppm_data
 
@@ -80,7 +81,7 @@ def test_end_to_end_modnet(tmp_path, data):
         assert len(list((out / "worst" / f"{artifact}-cpu").glob("*.png"))) == 3
     assert not (out / "worst" / "fp32-cpu").exists()
     panel = Image.open(next((out / "worst" / "int8-cpu").glob("*.png")))
-    assert panel.height == 320 and panel.width > 5 * 320  # five tiles of 64x48 scaled up
+    assert panel.height == 320 + LEGEND_HEIGHT and panel.width > 6 * 320  # six tiles of 64x48 scaled up
 
     # The protocol by hand for one image: preprocess -> run -> back to the matte size -> metrics.
     pair = Pair("002", data / "image" / "002.png", data / "matte" / "002.png")
@@ -193,7 +194,8 @@ def test_reference_from_previous_report(tmp_path, data):
         "--report",
         tmp_path / "dev3",
     )
-    assert other.exit_code == 2 and "resize=stretch" in other.output
+    assert other.exit_code == 2 and "resize=stretch (this run: letterbox)" in other.output
+    assert "rerun with the reference's --resize" in other.output
     assert not (tmp_path / "dev3").exists()
     fewer = validate(
         "--bundle",
@@ -209,7 +211,9 @@ def test_reference_from_previous_report(tmp_path, data):
         "--report",
         tmp_path / "dev4",
     )
-    assert fewer.exit_code == 2 and "digest" in fewer.output
+    assert fewer.exit_code == 2 and "limit=None (this run: 2)" in fewer.output
+    assert "n_images=4 (this run: 2)" in fewer.output and "digest" in fewer.output
+    assert "--limit" in fewer.output and len(fewer.output.strip().splitlines()) == 1
 
 
 def test_rvm_warmup_frames_and_clip_states(tmp_path, data):
@@ -410,3 +414,4 @@ def test_command_module_imports_no_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+

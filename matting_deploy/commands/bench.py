@@ -7,17 +7,23 @@ from pathlib import Path
 import click
 
 from ..runtimes import BACKENDS
-from .options import split_list
+from .options import examples, split_list
 
 
-@click.command()
+@click.command(epilog=examples(
+    "matting-deploy bench --bundle bundles/rvm",
+    "matting-deploy bench --bundle bundles/rvm --artifacts fp32,int8 --iters 50 --warmup 5 --json bench.json",
+    "matting-deploy bench --bundle bundles/rvm --backend tensorrt   # the built engines, on the GPU",
+))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--artifacts", help="Comma list, e.g. fp32,int8 (default: every ONNX artifact; "
               "with --backend tensorrt every built engine).")
-@click.option("--backend", type=click.Choice(BACKENDS),
-              default="cpu", show_default=True)
-@click.option("--iters", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
+              help="Engine: onnxruntime CPU/CUDA/TensorRT provider, or the bundle's built TensorRT engines.")
+@click.option("--iters", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Timed calls per artifact (each paired with a bare engine call).")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Untimed calls per artifact before timing.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="onnxruntime intra-op threads (0 = onnxruntime's default).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write results as JSON.")

@@ -5,9 +5,13 @@ from __future__ import annotations
 import click
 
 from ..bundle import PRECISIONS
+from .options import examples
 
 
-@click.command()
+@click.command(epilog=examples(
+    "matting-deploy build --bundle bundles/rvm --precision fp16",
+    "matting-deploy build --bundle bundles/rvm --precision int8 --timing-cache trt.cache --device 1",
+))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--precision", type=click.Choice(PRECISIONS), required=True,
               help="Engine precision (the recipe depends on the TensorRT version: see docs).")

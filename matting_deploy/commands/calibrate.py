@@ -9,10 +9,15 @@ import click
 
 from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE
 from ..errors import MattingDeployError
+from .options import examples
 
 
-@click.command("calibrate")
-@click.option("--int8", "int8_flag", is_flag=True, help="Calibrate for INT8 (the only mode).")
+@click.command("calibrate", epilog=examples(
+    "matting-deploy calibrate --int8 --bundle bundles/rvm --data PPM-100",
+    "matting-deploy calibrate --int8 --bundle bundles/rvm --data clip.mp4 --num 50 --max-drift 5e-5",
+))
+@click.option("--int8", "int8_flag", is_flag=True,
+              help="Calibrate for INT8 (the only mode).  [required]")
 @click.option("--bundle", "bundle_dir", required=True, type=click.Path(path_type=Path),
               help="Bundle folder made by 'matting-deploy export'.")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
@@ -30,7 +35,7 @@ from ..errors import MattingDeployError
 def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, force):
     """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json."""
     if not int8_flag:
-        raise MattingDeployError("calibrate: pass --int8 (INT8 is the only calibrated precision)")
+        raise MattingDeployError("--int8: required (INT8 is the only calibrated precision)")
     from ..quantize.pipeline import run_calibration
 
     start = time.perf_counter()

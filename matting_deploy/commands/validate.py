@@ -6,10 +6,14 @@ from typing import Any
 
 import click
 
-from .options import split_list
+from .options import examples, split_list
 
 
-@click.command()
+@click.command(epilog=examples(
+    "matting-deploy validate --bundle bundles/rvm --data PPM-100",
+    "matting-deploy validate --bundle bundles/rvm --data PPM-100 --artifacts fp16,int8 --backends cpu,tensorrt "
+    "--reference desktop/report/report.json --report device-report",
+))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option(
     "--data",

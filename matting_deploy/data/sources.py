@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import MattingDeployError
 from .imaging import IMAGE_EXTS, load_image
 from .pairs import is_ppm_layout, list_images
-from .video import VIDEO_EXTS, count_frames, float_frames, read_frames
+from .video import VIDEO_EXTS, count_frames, float_frames, frame_rate, read_frames
 
 
 @dataclass(frozen=True)
@@ -149,23 +149,54 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
-def open_input(path: str | os.PathLike) -> tuple[str, int | None, Iterator[tuple[str, np.ndarray]]]:
-    """What ``infer`` reads: (kind, frame count or None, iterator of (name, RGB float image)).
+def numbered_frames(paths: list[Path]) -> bool:
+    """True for the frames of one clip: two or more names that differ only by a trailing number,
+    the numbers evenly spaced (``0001.png``, ``0002.png``, ... or ``frame1``, ``frame2``, ...)."""
+    parts = [re.fullmatch(r"(.*?)(\d+)", p.stem) for p in paths]
+    if len(paths) < 2 or not all(parts) or len({m.group(1) for m in parts}) != 1:
+        return False
+    numbers = sorted(int(m.group(2)) for m in parts)
+    steps = {b - a for a, b in zip(numbers, numbers[1:], strict=False)}
+    return len(steps) == 1 and steps != {0}
 
-    kind: ``image`` (one file), ``frames`` (a folder, natural sort order) or ``video``.
+
+@dataclass
+class InferInput:
+    """What ``infer`` reads: frames in order, and whether they are one clip (state carried) or
+    unrelated stills (each run on its own)."""
+
+    path: Path
+    kind: str  # 'image' (one file), 'frames' (a folder run as a clip), 'images' (a folder of stills), 'video'
+    count: int | None  # frames, when known up front
+    frames: Iterator[tuple[str, np.ndarray]]  # (name, RGB float32 (H, W, 3) in [0, 1])
+    clip: bool  # frames of one sequence
+    fps: float | None = None  # video files only
+
+
+def open_input(path: str | os.PathLike, as_: str | None = None) -> InferInput:
+    """Open an image, a folder or a video for ``infer``.
+
+    A folder is a clip when its images are numbered frames (:func:`numbered_frames`), else a set of
+    unrelated images; ``as_`` ('video' or 'images') overrides that, for folders and videos alike.
+    Folders run in natural sort order (``frame2`` before ``frame10``).
     """
     path = Path(path)
+    if as_ not in (None, "video", "images"):
+        raise MattingDeployError(f"--as {as_}: choose video or images")
     if path.is_dir():
         files = sorted(list_images(path), key=_natural_key)
         if not files:
             raise MattingDeployError(f"{path}: no images ({', '.join(IMAGE_EXTS)})")
-        return "frames", len(files), ((p.stem, load_image(p)) for p in files)
+        clip = as_ == "video" or (as_ is None and numbered_frames(files))
+        frames = ((p.stem, load_image(p)) for p in files)
+        return InferInput(path, "frames" if clip else "images", len(files), frames, clip)
     if not path.is_file():
         raise MattingDeployError(f"{path}: no such file or folder")
     if path.suffix.lower() in IMAGE_EXTS:
-        return "image", 1, iter([(path.stem, load_image(path))])
+        return InferInput(path, "image", 1, iter([(path.stem, load_image(path))]), False)
     if path.suffix.lower() in VIDEO_EXTS:
-        return ("video", *float_frames(path))
+        count, frames = float_frames(path)
+        return InferInput(path, "video", count, frames, as_ != "images", frame_rate(path))
     raise MattingDeployError(
         f"{path}: not an image ({', '.join(IMAGE_EXTS)}), video ({', '.join(VIDEO_EXTS)}) "
         "or folder of frames"

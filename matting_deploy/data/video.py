@@ -1,4 +1,5 @@
-"""The one video decoder (PyAV, imported only when a video is read) and the one extension list."""
+"""The one video decoder and encoder (PyAV, imported only when a video is read or written) and the
+one extension list."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from ..errors import MattingDeployError, first_line
 from ..optional import require
 
+DEFAULT_FPS = 30.0  # frames folders have no rate; RVM's own inference writes them at 30 too
 VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
@@ -65,3 +67,51 @@ def float_frames(path: str | os.PathLike) -> tuple[int | None, Iterator[tuple[st
     """Like :func:`decode`, frames named ``000000``, ... as float32 RGB in [0, 1]."""
     total, frames = decode(path)
     return total, ((f"{i:06d}", f.astype(np.float32) / 255.0) for i, f in frames)
+
+
+def frame_rate(path: str | os.PathLike) -> float:
+    """Frames per second of a video file's first video stream (30 when the container has none)."""
+    av = require("av", str(path))
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    except Exception as e:
+        raise MattingDeployError(f"{path}: cannot open video ({first_line(e)})") from None
+    return float(rate) if rate else DEFAULT_FPS
+
+
+class VideoWriter:
+    """Writes float RGB frames (H, W, 3) in [0, 1] to an H.264 file (MPEG-4 Part 2 without libx264),
+    yuv420p at ``fps`` and ``mbps``. yuv420p needs even sizes: an odd last row/column is repeated."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, height: int, width: int, mbps: float):
+        from fractions import Fraction
+
+        av = require("av", str(path))
+        self.av, self.path = av, path
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        try:
+            self.container = av.open(str(path), mode="w")
+            self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        except Exception as e:
+            raise MattingDeployError(f"{path}: cannot write video ({first_line(e)})") from None
+        self.stream.height, self.stream.width = height + height % 2, width + width % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.bit_rate = int(mbps * 1e6)
+        self.pad = ((0, height % 2), (0, width % 2), (0, 0))
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Append one frame (float RGB in [0, 1], or grey (H, W), at the size given)."""
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[..., None], 3, axis=2)
+        pixels = np.pad(np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8), self.pad, mode="edge")
+        frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        """Flush the encoder and close the file."""
+        try:
+            self.container.mux(self.stream.encode(None))
+        finally:
+            self.container.close()

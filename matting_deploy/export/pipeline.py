@@ -10,13 +10,13 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, StateSpec, new_manifest
+from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, new_manifest
 from ..errors import MattingDeployError
 from ..fileio import sha256_file, staging_dir
-from ..models.specs import RVM_STATE_NAMES
-from ..optional import versions
+from ..optional import require, versions
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
+from .from_onnx import prepare, state_specs
 from .parity import FP32_MAX_ABS, compare, parity_frames
 
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
@@ -72,18 +72,10 @@ def _validate(opts: ExportOptions) -> None:
         )
     if not 0 < opts.downsample_ratio <= 1:
         raise MattingDeployError(f"--downsample-ratio must be in (0, 1], got {opts.downsample_ratio}")
-    if opts.from_onnx and opts.model != "rvm":
-        raise MattingDeployError("--from-onnx is for RVM graphs (use --model rvm)")
     if opts.from_onnx and opts.dynamic:
         raise MattingDeployError("--from-onnx makes a static graph; drop --dynamic")
     if opts.opset < 13:
         raise MattingDeployError(f"--opset {opts.opset}: need 13 or later (per-channel Q/DQ, Resize)")
-
-
-def _state_specs(shapes: list[tuple[int, ...]] | None) -> list[StateSpec]:
-    if shapes is None:
-        return []
-    return [StateSpec(i, o, tuple(s)) for (i, o), s in zip(RVM_STATE_NAMES, shapes, strict=True)]
 
 
 def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bundle:
@@ -95,18 +87,14 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
     with staging_dir(parent) as stage:
         raw = stage / "raw.onnx"
         if opts.from_onnx:
-            from .from_onnx import load_source, make_static, state_channels, variant_of
-
-            source = load_source(opts.from_onnx)
-            variant = variant_of(state_channels(source, opts.from_onnx))
-            model, shapes = make_static(source, opts.from_onnx, opts.height, opts.width,
-                                        opts.downsample_ratio)
-            progress.stage("build", f"loaded {opts.from_onnx} (RVM {variant})")
-            reference = OrtRunner(opts.from_onnx, _state_specs(shapes), opts.downsample_ratio)
-            against, weights = "source-onnx", None
+            prepared = prepare(opts.model, opts.from_onnx, opts.height, opts.width, opts.downsample_ratio)
+            progress.stage("build", prepared.built)
+            model, shapes, variant = prepared.model, prepared.shapes, prepared.variant
+            reference, against, weights = prepared.reference, "source-onnx", None
             source_desc = {"onnx": Path(opts.from_onnx).name, "sha256": sha256_file(opts.from_onnx)}
-            progress.stage("export", "fixed input and state shapes, baked downsample_ratio")
+            progress.stage("export", prepared.changed)
         else:
+            require("torch", f"export --model {opts.model} without --from-onnx")
             from .torch_export import TorchRunner, build_network, export_onnx, state_shapes, wrap
 
             if not opts.weights:
@@ -135,7 +123,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         model = onnx_tools.check(model)
         fp32_path = stage / ARTIFACT_FILES["fp32"]
         onnx.save(model, str(fp32_path))
-        states = _state_specs(shapes)
+        states = state_specs(shapes)
         frames = parity_frames(opts.model, opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
         parity = {"fp32": compare(reference, fp32, frames, against)}

@@ -1,69 +1,52 @@
-"""``infer`` as a function: alpha PNGs and composites for an image, frames or a video."""
+"""``infer`` as a function: alpha mattes and composites for an image, a folder or a video.
+
+A folder of numbered frames (or a video) runs as one clip with the recurrent state carried; a
+folder of other images runs each image on its own (``as_`` overrides). Clips are written as
+videos by default for video input (``com.mp4``, ``pha.mp4``, ``fgr.mp4``), PNG folders otherwise.
+"""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tqdm import tqdm
-
 from ..bundle import Bundle
-from ..data.imaging import load_image, resize_image, save_png
 from ..data.preprocess import alpha_to_source, preprocess_for
-from ..data.sources import open_input
+from ..data.sources import InferInput, open_input
+from ..data.video import DEFAULT_FPS
 from ..errors import MattingDeployError
 from ..fileio import staging_dir, write_json
+from ..progress import bar as progress_bar
 from ..runtimes.open import open_runner
-
-COLOURS = {
-    "green": (0.0, 1.0, 0.0),
-    "blue": (0.0, 0.0, 1.0),
-    "white": (1.0, 1.0, 1.0),
-    "black": (0.0, 0.0, 0.0),
-    "grey": (0.5, 0.5, 0.5),
-}
-OUTPUTS = ("alpha", "composite")
+from .outputs import OUTPUT_TYPES, PNG_OUTPUTS, VIDEO_OUTPUTS, PngOutput, VideoOutput, background_for, fgr_to_source
 
 
-def background_for(spec: str) -> Callable[[int, int], Any]:
-    """``green``/``blue``/``white``/``black``/``grey``, ``#RRGGBB`` or an image path ->
-    a function (h, w) -> background (h, w, 3) float32 (images are stretched to the frame)."""
-    text = spec.strip()
-    colour = COLOURS.get(text.lower())
-    if colour is None and re.fullmatch(r"#[0-9a-fA-F]{6}", text):
-        colour = tuple(int(text[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
-    if colour is not None:
-        rgb = np.array(colour, np.float32)
-        return lambda h, w: np.broadcast_to(rgb, (h, w, 3))
-    path = Path(text)
-    if not path.is_file():
-        raise MattingDeployError(
-            f"{path}: background is neither a colour ({', '.join(COLOURS)}, #RRGGBB) nor an image"
-        )
-    image = load_image(path)
-    cache: dict[tuple[int, int], Any] = {}
-
-    def fit(h: int, w: int):
-        if (h, w) not in cache:
-            cache[(h, w)] = resize_image(image, h, w)
-        return cache[(h, w)]
-
-    return fit
+def describe(source: InferInput, recurrent: bool, repeats: int, asked: bool = False) -> str:
+    """One line saying how the input is run (and how to change it); ``asked``: chosen by --as."""
+    n = source.count
+    if source.kind == "image":
+        how = f"{repeats} frames from zero state, the last kept" if repeats > 1 else "one run"
+        return f"input: image {source.path.name} ({how})"
+    what = {"frames": f"{n} numbered frames in {source.path}", "images": f"{n} images in {source.path}",
+            "video": f"video {source.path.name}" + (f" ({n} frames)" if n else "")}[source.kind]
+    if source.clip:
+        state = ", state carried from frame to frame" if recurrent else ""
+        how = "(--as video)" if asked else "(--as images runs each frame on its own)"
+        return f"input: {what}, run as one clip{state} {how}"
+    reason = " (--as images)" if asked else "" if source.kind == "video" else " (names are not numbered frames)"
+    each = f"{repeats} frames from zero state each" if repeats > 1 else "each on its own"
+    return f"input: {what}, run as separate images{reason}, {each} (--as video runs them as a clip)"
 
 
-def fgr_to_source(fgr: Any, geo: Any) -> Any:
-    """RVM's foreground (1, 3, h, w) -> (H, W, 3) at the source size (same crop as the alpha)."""
-    img = np.asarray(fgr, np.float32).reshape(fgr.shape[-3:]).transpose(1, 2, 0)
-    img = img[geo.top:geo.top + geo.height, geo.left:geo.left + geo.width]
-    return np.clip(resize_image(np.ascontiguousarray(img), *geo.src_hw), 0.0, 1.0)
+def _check_outputs(out: Path, names: tuple[str, ...], force: bool) -> None:
+    for name in (*names, "infer.json"):
+        if (out / name).exists() and not force:
+            raise MattingDeployError(f"{out / name}: already exists (pass --force to overwrite)")
 
 
 def run_infer(
@@ -81,54 +64,67 @@ def run_infer(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    as_: str | None = None,
+    output_type: str | None = None,
+    video_mbps: float = 4.0,
 ) -> dict[str, Any]:
-    """Matte every frame of ``input_path``; writes ``out/alpha/*.png`` and ``out/composite/*.png``.
+    """Matte every frame of ``input_path`` into ``out`` (PNG folders or videos, plus infer.json).
 
-    Frames of a folder or video run in order with the recurrent state carried; a still image on
-    a recurrent model runs ``warmup_frames`` times from zero state (the last kept). Output goes to
-    a staging folder and is renamed into place at the end: nothing half-written.
+    Frames of a clip run in order with the recurrent state carried; a still image on a recurrent
+    model runs ``warmup_frames`` times from zero state (the last kept). ``output_type`` 'video'
+    or 'png' (default: video for a video file, png otherwise). Output goes to a staging folder and
+    is renamed into place at the end: nothing half-written.
     """
     start = time.perf_counter()
     out = Path(out)
-    for name in (*OUTPUTS, "infer.json"):
-        if (out / name).exists() and not force:
-            raise MattingDeployError(f"{out / name}: already exists (pass --force to overwrite)")
     if warmup_frames < 1:
         raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
+    if output_type not in (None, *OUTPUT_TYPES):
+        raise MattingDeployError(f"--output-type {output_type}: choose {' or '.join(OUTPUT_TYPES)}")
+    if not video_mbps > 0:
+        raise MattingDeployError(f"--video-mbps must be positive, got {video_mbps}")
     bun = Bundle.open(bundle)
     bg = background_for(background)
-    kind, total, frames = open_input(input_path)
-    if ofd and kind == "image":
-        log("note: --ofd needs a sequence of frames; ignored for a single image")
+    source = open_input(input_path, as_)
+    output_type = output_type or ("video" if source.kind == "video" and source.clip else "png")
+    if output_type == "video" and not source.clip:
+        raise MattingDeployError(f"{input_path}: --output-type video needs a clip (a video or numbered "
+                                 "frames; --as video makes a folder one)")
+    _check_outputs(out, PNG_OUTPUTS if output_type == "png" else VIDEO_OUTPUTS, force)
+    if ofd and not source.clip:
+        log("note: --ofd smooths a clip over time; ignored for images run on their own")
         ofd = False
     if ofd and bun.model != "modnet":
         log(f"note: OFD is MODNet's smoothing; applying it to {bun.model} as asked")
     preprocess = preprocess_for(bun.model)
     h, w = bun.input_hw
-    repeats = warmup_frames if (kind == "image" and bun.recurrent) else 1
-    runner = open_runner(bun, artifact, backend, ofd=ofd, ofd_threshold=ofd_threshold,
-                         threads=threads)
+    repeats = 1 if source.clip or not bun.recurrent else warmup_frames
+    log(describe(source, bun.recurrent, repeats, asked=as_ is not None))
+    runner = open_runner(bun, artifact, backend, ofd=ofd, ofd_threshold=ofd_threshold, threads=threads)
+    fps = (source.fps or DEFAULT_FPS) if output_type == "video" else None
     count = 0
     with staging_dir(out.parent) as stage:
-        for sub in OUTPUTS:
-            (stage / sub).mkdir()
+        sink = (PngOutput(stage) if output_type == "png"
+                else VideoOutput(stage, fps, video_mbps, foreground="fgr" in runner_outputs(bun)))
 
         def emit(outs: dict[str, Any], meta: tuple[str, Any, Any]) -> None:
             nonlocal count
             name, image, geo = meta
             alpha = alpha_to_source(outs["pha"], geo)
-            fg = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else image
+            fgr = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else None
             a = alpha[..., None]
-            save_png(stage / "alpha" / f"{name}.png", alpha)
-            save_png(stage / "composite" / f"{name}.png", a * fg + (1.0 - a) * bg(*alpha.shape))
+            fg = image if fgr is None else fgr
+            sink.write(name, alpha, a * fg + (1.0 - a) * bg(*alpha.shape), fgr)
             count += 1
 
         pending: deque = deque()
-        bar = tqdm(total=total, desc="infer", unit="frame", file=sys.stderr, disable=not progress)
+        bar = progress_bar(source.count, "infer", unit="frame", enabled=progress)
         try:
-            for name, image in frames:
+            for name, image in source.frames:
                 src, geo = preprocess(image, h, w, resize=resize)
                 pending.append((name, image, geo))
+                if not source.clip:
+                    runner.reset()
                 for _ in range(repeats):
                     outs = runner.run(src)
                 if outs:  # with OFD the first frame's result comes one call later
@@ -141,21 +137,29 @@ def run_infer(
         finally:
             bar.close()
             runner.close()
+            sink.close()
         if count == 0:
             raise MattingDeployError(f"{input_path}: no frames")
         seconds = time.perf_counter() - start
         write_json(stage / "infer.json", {
             "bundle": str(bun.root), "model": bun.model, "artifact": artifact, "backend": backend,
-            "input": str(input_path), "kind": kind, "frames": count, "resize": resize,
-            "background": background, "ofd": ofd, "ofd_threshold": ofd_threshold if ofd else None,
-            "warmup_frames": repeats, "seconds": round(seconds, 2),
+            "input": str(input_path), "kind": source.kind, "clip": source.clip, "frames": count,
+            "resize": resize, "background": background, "ofd": ofd,
+            "ofd_threshold": ofd_threshold if ofd else None, "warmup_frames": repeats,
+            "output_type": output_type, "fps": fps, "video_mbps": video_mbps if fps else None,
+            "outputs": list(sink.names), "seconds": round(seconds, 2),
         })
         out.mkdir(parents=True, exist_ok=True)
-        for name in (*OUTPUTS, "infer.json"):
+        for name in (*sink.names, "infer.json"):
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(stage / name, target)
-    log(f"{count} frame(s) -> {out}/alpha, {out}/composite in {seconds:.1f} s "
-        f"({count / max(seconds, 1e-9):.1f} frames/s end to end)")
-    return {"frames": count, "seconds": seconds, "kind": kind, "out": str(out)}
+    written = ", ".join(f"{out}/{n}" for n in sink.names)
+    log(f"{count} frame(s) -> {written} in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s end to end)")
+    return {"frames": count, "seconds": seconds, "kind": source.kind, "clip": source.clip, "out": str(out)}
+
+
+def runner_outputs(bundle: Bundle) -> set[str]:
+    """Output names of the bundle's graphs (from the manifest)."""
+    return {o["name"] for o in bundle.manifest.get("outputs", [])}

@@ -43,9 +43,9 @@ class CalibContext:
 
 
 def progress_bar(total: int, desc: str):
-    from tqdm import tqdm
+    from ..progress import bar
 
-    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True)
+    return bar(total, desc)
 
 
 def _session(model: onnx.ModelProto):

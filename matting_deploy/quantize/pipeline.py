@@ -48,6 +48,9 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
         check_writable(root / name, force)
     source = find_source(data)
     chosen = choose(source.items, num, seed)
+    if num > len(source.items):
+        echo(f"calibration: --num {num} but {data} has {len(source.items)} images; using all "
+             f"{len(source.items)}")
     held: list = []
     if max_drift is not None:
         frac = min(0.2, MAX_HOLDOUT / len(chosen)) if len(chosen) > 1 else 0.0
@@ -76,6 +79,8 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             cal_seconds, cached = entry.get("seconds"), True
         else:
             t = time.perf_counter()
+            echo(f"calibration: collecting {method} ranges of {len(tensors)} tensors on {len(chosen)} images"
+                 + (f", {frames} frames each" if frames > 1 else ""))
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
                                        frames, chunk=CHUNK, on_item=lambda _: bar.update(1))
@@ -101,6 +106,7 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             recipe = recipe.with_excluded(drift_report["nodes"])
             excl = excluded_nodes(model, recipe)
 
+        echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
         qtmp = tmp / INT8_FILE
         qdq.write_qdq(prepared, qtmp, ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)

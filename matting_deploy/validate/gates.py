@@ -54,6 +54,29 @@ class Row:
         return all(e["ok"] for e in self.drift)
 
 
+# Fields a reference must share with this run, then the ones that explain a differing digest;
+# each with the option (or input) that sets it.
+MUST_MATCH = {"model": "the same model", "input": "the bundle's input size", "resize": "--resize",
+              "frames_per_image": "--warmup-frames", "digest": "the same images"}
+EXPLAINS = {"limit": "--limit", "n_images": "", "n_clips": "", "n_clip_frames": ""}
+
+
+def protocol_mismatch(theirs: dict[str, Any], ours: dict[str, Any]) -> str | None:
+    """None when a reference protocol matches this run's, else one line naming every differing
+    field (the reference's value, then this run's) and the options to align."""
+    if all(theirs.get(k) == ours.get(k) for k in MUST_MATCH):
+        return None
+    keys = [k for k in (*MUST_MATCH, *EXPLAINS) if theirs.get(k) != ours.get(k)]
+    fields = ", ".join(f"{k}={theirs.get(k)} (this run: {ours.get(k)})" for k in keys if k != "digest")
+    if "digest" in keys:
+        fields += (", and " if fields else "") + "the image names differ (digest)"
+    options = {**MUST_MATCH, **EXPLAINS}
+    hints = "/".join(dict.fromkeys(options[k] for k in keys if options[k].startswith("--")))
+    how = (f"rerun with the reference's {hints} on the same data" if hints
+           else "use the reference's bundle, --data and --limit")
+    return f"reference was measured differently: {fields}; {how}"
+
+
 def load_reference(path: str | os.PathLike, protocol: dict[str, Any]) -> Reference:
     """The FP32 row of a previous report.json, checked to come from the same protocol and images."""
     path = Path(path)
@@ -65,12 +88,9 @@ def load_reference(path: str | os.PathLike, protocol: dict[str, Any]) -> Referen
         raise MattingDeployError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise MattingDeployError(f"{path}: not a validate report.json ({e})") from None
-    for key in ("model", "input", "resize", "frames_per_image", "digest"):
-        if theirs.get(key) != protocol[key]:
-            raise MattingDeployError(
-                f"{path}: reference was measured with {key}={theirs.get(key)}, "
-                f"this run uses {protocol[key]} (same bundle input, data and options needed)"
-            )
+    mismatch = protocol_mismatch(theirs, protocol)
+    if mismatch:
+        raise MattingDeployError(f"{path}: {mismatch}")
     fp32 = [r for r in results if r.get("artifact") == "fp32"]
     fp32.sort(key=lambda r: (not r.get("reference"), r.get("backend") != "cpu"))
     if not fp32:

@@ -196,8 +196,10 @@ def markdown(
         lines += [
             "## Worst images",
             "",
-            "image | ground truth | FP32 alpha | artifact alpha | "
-            "error map (|alpha - GT|: black 0, red 1/3, yellow 2/3, white 1)",
+            "The images each artifact moved furthest from FP32 (mean squared alpha drift): "
+            "image | ground truth | FP32 alpha | artifact alpha | error map |alpha - GT| "
+            "(black 0, red 1/3, yellow 2/3, white 1) | drift map |alpha - FP32| (same colours, "
+            "full scale printed under the map).",
             "",
         ]
         for label, files in panels.items():

@@ -8,7 +8,6 @@ zero state, the last one scored; clip folders run frame by frame with the state 
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,18 +146,11 @@ def run_job(
     bundle: Bundle, job: Job, data: DataSet, scorer: Scorer, progress: bool = True
 ) -> ArtifactRun:
     """Score ``job`` on every still image and clip of ``data``, with a progress bar on stderr."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     start = time.perf_counter()
     runner = open_runner(bundle, job.artifact, job.backend)
-    bar = tqdm(
-        total=len(data.images) + data.n_frames,
-        desc=job.label,
-        unit="img",
-        file=sys.stderr,
-        disable=not progress,
-        leave=True,
-    )
+    bar = progress_bar(len(data.images) + data.n_frames, job.label, enabled=progress)
     try:
         images = []
         for pair in data.images:

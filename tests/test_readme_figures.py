@@ -1,0 +1,58 @@
+"""bench/readme_figures.py on a tiny fixture: the block comes from what the commands wrote."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import make_clip, make_ppm_data, official_rvm_like
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "readme_figures.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("readme_figures", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys):
+    onnx = tmp_path / "rvm.onnx"
+    official_rvm_like(onnx)
+    data = make_ppm_data(tmp_path / "data", n=4)
+    make_clip(data / "clip", frames=3)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nbefore\n\n{script.START}\nold figures\n{script.END}\n\nafter\n")
+    work = tmp_path / "work"
+    code = script.main(["--onnx", str(onnx), "--data", str(data), "--work", str(work), "--height", "64",
+                        "--width", "48", "--iters", "2", "--warmup", "0", "--holdout", "--write", str(readme)])
+    assert code == 0
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n\n" + script.START) and text.endswith(script.END + "\n\nafter\n")
+    assert "old figures" not in text
+    report = json.loads((work / "report" / "report.json").read_text())
+    fp32 = next(r for r in report["results"] if r["artifact"] == "fp32")
+    assert f"| FP32 | {fp32['metrics']['mse']:.6f} |" in text  # the table is what validate measured
+    int8 = next(r for r in report["results"] if r["artifact"] == "int8")
+    ratio = next(d for d in int8["drift"] if d["metric"] == "mse")["ratio"]
+    assert f"| {ratio:.3f}x |" in text
+    assert "| artifact (clips) |" in text and "held out for scoring" in text
+    bench = json.loads((work / "bench.json").read_text())
+    assert f"| FP32 | {bench['rows'][0]['p50_ms']:.1f} |" in text
+    for command in ("matting-deploy export --model rvm --from-onnx", "matting-deploy calibrate --int8",
+                    "matting-deploy validate", "matting-deploy bench"):
+        assert command in text
+    assert script.START in capsys.readouterr().out
+
+
+def test_refuses_a_readme_without_markers(script, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    with pytest.raises(SystemExit, match="needs one"):
+        script.rewrite(readme, "x")
+    assert readme.read_text() == "no markers\n"
