@@ -6,12 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 
-from matting_deploy.errors import MattingDeployError
-from matting_deploy.models.bgm import ResnetConditionHR, seeded_generator
-from matting_deploy.models.checkpoint import load_checkpoint
+from tests.fixtures import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+from torch import nn  # noqa: E402
+
+from matting_deploy.errors import MattingDeployError  # noqa: E402
+from matting_deploy.models.bgm import ResnetConditionHR, seeded_generator  # noqa: E402
+from matting_deploy.models.checkpoint import load_checkpoint  # noqa: E402
 
 MANIFEST = json.loads((Path(__file__).parent / "reference" / "bgm_v1_state_dict.json").read_text())
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from matting_deploy.models.bgm import BGMDeploy, ResnetConditionHR, seeded_generator, seeded_inputs
-from matting_deploy.models.specs import BGM_INPUTS, BGM_OUTPUTS, bgm_size_problem
+from tests.fixtures import NEEDS_TORCH
+
+torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from matting_deploy.models.bgm import BGMDeploy, ResnetConditionHR, seeded_generator, seeded_inputs  # noqa: E402
+from matting_deploy.models.specs import BGM_INPUTS, BGM_OUTPUTS, bgm_size_problem  # noqa: E402
 
 MANIFEST = json.loads((Path(__file__).parent / "reference" / "bgm_v1_state_dict.json").read_text())
 
