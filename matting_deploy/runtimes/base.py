@@ -58,8 +58,8 @@ class Runner:
         raise NotImplementedError(f"{type(self).__name__} cannot run an input dict")
 
     def bare_call(self, src: np.ndarray) -> Callable[[], Any] | None:
-        """A callable doing the engine call for ``src`` with the same host I/O as ``run`` into
-        fixed buffers (no state bookkeeping, no result dict); None if none."""
+        """A callable doing the engine call for ``src`` with the same host I/O as ``run`` (outputs
+        back as arrays the caller owns) but no state bookkeeping, checks or dict; None if none."""
         return None
 
     def device_call(self, src: np.ndarray) -> Callable[[], Any] | None:

@@ -166,7 +166,7 @@ class PinnedCopies(PageableCopies):
     def zero(self, value) -> None:
         self.ctx.push()
         try:
-            self.cuda.memset_d8(value.data_ptr(), 0, value.tensor_size_in_bytes())
+            self.cuda.memset_d8(value.data_ptr(), 0, self.host[value.data_ptr()].nbytes)
         finally:
             self.ctx.pop()
 
@@ -298,12 +298,13 @@ class BoundSession:
         self.swap()
         return {name: self.values[name] for name in self.returned}
 
-    def bare_call(self, src: np.ndarray) -> Callable[[], None]:
-        """Copy in, bound call, copy out into the fixed host buffers: what a minimal caller does."""
-        def call() -> None:
+    def bare_call(self, src: np.ndarray) -> Callable[[], list[np.ndarray]]:
+        """What a minimal caller of the binding writes: copy in, bound call, the outputs back as
+        arrays it owns (as ``session.run`` returns); no state swap, no dict, no checks."""
+        def call() -> list[np.ndarray]:
             self.upload_src(src)
             self.execute()
-            self.download()
+            return [self.copies.download(self.values[name]).copy() for name in self.returned]
         return call
 
     # -------------------------------------------------------------- state
