@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from matting_deploy.benchmark.pipeline import run_bench  # noqa: E402
+from matting_deploy.benchmark.pipeline import align, run_bench  # noqa: E402
 from matting_deploy.bundle import Bundle  # noqa: E402
 from matting_deploy.errors import MattingDeployError  # noqa: E402
 from matting_deploy.export.pipeline import ExportOptions, export_bundle  # noqa: E402
@@ -70,12 +70,7 @@ def table(rows: list[dict]) -> str:
                       _f(r.get("anchor", {}).get("p50_ms")), _f(r.get("vs_anchor")),
                       _f(r.get("device", {}).get("p50_ms")),
                       _f(r.get("anchor_device", {}).get("p50_ms")), _f(r.get("device_vs_anchor"))))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    text = ["  ".join(c.ljust(wd) if i < 3 else c.rjust(wd)
-                      for i, (c, wd) in enumerate(zip(line, widths, strict=True)))
-            for line in lines]
-    text.insert(1, "  ".join("-" * wd for wd in widths))
-    return "\n".join(text)
+    return "\n".join(align(lines, left=3))
 
 
 def verdicts(rows: list[dict], backend: str) -> list[str]:

@@ -140,6 +140,16 @@ def run_bench(
     }
 
 
+def align(lines: list[tuple[str, ...]], left: int) -> list[str]:
+    """Rows of cells as aligned text lines (the first ``left`` columns left-aligned), with a rule
+    under the header row."""
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    text = ["  ".join(c.ljust(wd) if i < left else c.rjust(wd)
+                      for i, (c, wd) in enumerate(zip(row, widths, strict=True))) for row in lines]
+    text.insert(1, "  ".join("-" * wd for wd in widths))
+    return text
+
+
 def _ms(stat: dict | None) -> str:
     return f"{stat['p50_ms']:.2f}" if stat else "-"
 
@@ -168,13 +178,7 @@ def format_table(result: dict[str, Any]) -> str:
                       _ms(r.get("anchor_device")),
                       f"{r['device_vs_anchor']:.2f}" if "device_vs_anchor" in r else "-"]
         lines.append(tuple(cells))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = [
-        "  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
-                  enumerate(zip(row, widths, strict=True)))
-        for row in lines
-    ]
-    text.insert(1, "  ".join("-" * wd for wd in widths))
+    text = align(lines, left=2)
     n, c, h, w = result["input"]
     title = (f"{result['model']} {n}x{c}x{h}x{w}, {result['iters']} iterations after "
              f"{result['warmup']} warm-up, threads {result['threads']}")
