@@ -6,9 +6,11 @@ Usage (CPU; figures are per machine, and noisy where other jobs share the cores)
         [--iters 200 --warmup 20] [--threads 0] [--profile-ops 20] [--json OUT]
 
 For each bundle it times every ONNX artifact through ``open_runner`` and through the same
-session's bare ``run`` (interleaved in blocks of 10 so noise hits both alike) and prints
-``matting-deploy bench``'s table. ``--profile-ops N`` adds onnxruntime's per-op-type time for the
-FP32 and INT8 artifacts over N runs: the per-op reason when INT8 is not faster.
+session's bare call with the same host I/O (``session.run``; with ``--backend cuda`` the bound call
+with its copies, i.e. the runner's overhead over a bare bound call), interleaved call by call so
+noise hits both alike, and prints ``matting-deploy bench``'s table. ``--profile-ops N`` adds
+onnxruntime's per-op-type time for the FP32 and INT8 artifacts over N runs: the per-op reason when
+INT8 is not faster.
 """
 
 from __future__ import annotations

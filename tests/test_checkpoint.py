@@ -37,7 +37,11 @@ def source() -> MODNet:
 def official_ckpt(tmp_path_factory, source) -> tuple:
     """A checkpoint in the official layout: DataParallel keys ('module.'), both backbone copies."""
     path = tmp_path_factory.mktemp("ckpt") / "modnet.ckpt"
-    state = nn.DataParallel(source).state_dict()
+    # nn.DataParallel would move ``source`` to cuda:0 on a CUDA machine; a plain wrapper gives the
+    # same 'module.' keys on every machine.
+    wrapper = nn.Module()
+    wrapper.module = source
+    state = wrapper.state_dict()
     assert all(k.startswith("module.") for k in state) and len(state) == 751
     torch.save(state, path)
     return path, state

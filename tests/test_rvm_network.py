@@ -61,7 +61,8 @@ def test_state_dict_matches_manifest(nets, variant):
 def test_parameter_counts(nets, variant):
     ref, net = manifest(variant), nets[variant]
     assert sum(p.numel() for p in net.parameters()) == ref["param_count"]
-    assert sum(b.numel() for b in net.buffers()) == ref["buffer_element_count"]
+    saved = net.state_dict()  # persistent buffers only: the official checkpoint's layout
+    assert sum(b.numel() for k, b in net.named_buffers() if k in saved) == ref["buffer_element_count"]
     per_module = {
         name: sum(p.numel() for p in mod.parameters()) for name, mod in net.named_children()
     }
@@ -206,6 +207,21 @@ def test_state_dict_round_trip(tmp_path):
                 net(src, downsample_ratio=ratio), fresh(src, downsample_ratio=ratio), strict=True
             ):
                 assert torch.equal(a, b)
+
+
+def test_encoder_normalisation_is_a_non_persistent_buffer():
+    """mean/std follow .to()/.double() (no per-frame tensor creation: CUDA-graph capture works)
+    and stay out of state_dict (the official checkpoint has no such keys)."""
+    net = seeded()
+    names = {k for k, _ in net.named_buffers()}
+    assert {"backbone.mean", "backbone.std"} <= names
+    assert not {"backbone.mean", "backbone.std"} & set(net.state_dict())
+    src = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        want = net(src)[1]
+        got = net.double()(src.double())[1]
+    assert net.backbone.mean.dtype == torch.float64
+    torch.testing.assert_close(got.float(), want, atol=1e-5, rtol=0)
 
 
 def test_strict_load_rejects_other_variant(nets):

@@ -159,7 +159,7 @@ def test_bench_on_tensorrt(engines, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(out.read_text())["rows"]
     assert [r["artifact"] for r in rows] == ["fp32", "fp16", "int8"]
-    assert all(r["p50_ms"] > 0 and "overhead_pct" in r for r in rows)
+    assert all(r["p50_ms"] > 0 and "overhead_pct" in r and r["device"]["p50_ms"] > 0 for r in rows)
 
 
 def test_engine_from_another_tensorrt_is_refused(engines, tmp_path):

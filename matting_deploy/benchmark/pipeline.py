@@ -13,11 +13,10 @@ import numpy as np
 from .. import __version__
 from ..bundle import Bundle
 from ..errors import MattingDeployError
-from ..optional import versions
+from ..optional import require, versions
 from ..runtimes.base import Runner
 from ..runtimes.open import io_spec, open_runner
-
-BLOCK = 1  # runner and bare calls alternate, so noise from neighbours hits both alike
+from .anchor import Anchor, make_anchor
 
 
 def default_artifacts(bundle: Bundle, backend: str) -> list[str]:
@@ -47,35 +46,42 @@ def stats(ms: np.ndarray) -> dict[str, float]:
             "fps": 1000.0 / mean if mean > 0 else float("inf")}
 
 
-def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int) -> dict[str, Any]:
-    """Time ``runner.run(src)`` and its bare call, interleaved in blocks; milliseconds."""
+def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int,
+            anchor: Anchor | None = None) -> dict[str, Any]:
+    """Time ``runner.run(src)``, its bare call, its device-only call and the anchor's calls,
+    interleaved one after the other (noise hits all alike); milliseconds."""
     cost = runner_cost_us(runner, src)
-    bare = runner.bare_call(src)
+    calls: dict[str, Callable[[], Any]] = {"run": lambda: runner.run(src)}
+    extra = {"bare": runner.bare_call(src), "device": runner.device_call(src)}
+    if anchor is not None:
+        extra.update(anchor=anchor.host_call, anchor_device=anchor.device_call)
+    calls.update((k, f) for k, f in extra.items() if f is not None)
     for _ in range(warmup):
-        runner.run(src)
-        if bare is not None:
-            bare()
-    run_ms, bare_ms = [], []
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {k: [] for k in calls}
     clock = time.perf_counter_ns
-    while len(run_ms) < iters:
-        for _ in range(min(BLOCK, iters - len(run_ms))):
+    for _ in range(iters):
+        for name, call in calls.items():
             t0 = clock()
-            runner.run(src)
-            run_ms.append((clock() - t0) / 1e6)
-        if bare is not None:
-            for _ in range(min(BLOCK, iters - len(bare_ms))):
-                t0 = clock()
-                bare()
-                bare_ms.append((clock() - t0) / 1e6)
-    row: dict[str, Any] = stats(np.array(run_ms))
-    if bare_ms:
-        b = stats(np.array(bare_ms))
-        row["bare"] = b
+            call()
+            times[name].append((clock() - t0) / 1e6)
+    row: dict[str, Any] = stats(np.array(times.pop("run")))
+    row.update({name: stats(np.array(ms)) for name, ms in times.items()})
+    if "bare" in row:
+        b = row["bare"]
         row["overhead_pct"] = 100.0 * (row["p50_ms"] - b["p50_ms"]) / b["p50_ms"]
         row["overhead_mean_pct"] = 100.0 * (row["mean_ms"] - b["mean_ms"]) / b["mean_ms"]
     if cost is not None:
         row["runner_cost_us"] = cost
         row["runner_cost_pct"] = 100.0 * cost / 1e3 / row.get("bare", row)["p50_ms"]
+    if anchor is not None:
+        row["anchor"]["label"] = anchor.label
+        row["vs_anchor"] = row["p50_ms"] / row["anchor"]["p50_ms"]
+        if "device" in row and "anchor_device" in row:
+            row["device_vs_anchor"] = row["device"]["p50_ms"] / row["anchor_device"]["p50_ms"]
+    if runner.capture_note:
+        row["capture_note"] = runner.capture_note
     return row
 
 
@@ -88,9 +94,13 @@ def run_bench(
     threads: int = 0,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    anchor: str | None = None,
 ) -> dict[str, Any]:
-    """Benchmark each artifact of ``bundle`` on ``backend``; returns the JSON-ready result."""
+    """Benchmark each artifact of ``bundle`` on ``backend`` (beside the ``anchor`` network, e.g.
+    ``"torch"``, when given); returns the JSON-ready result."""
     bun = Bundle.open(bundle)
+    if anchor == "torch":
+        require("torch", "--anchor torch")  # before any output: a missing extra is one error line
     names = artifacts or default_artifacts(bun, backend)
     if not names:
         raise MattingDeployError(f"{bun.root}: nothing to benchmark on backend '{backend}'")
@@ -102,10 +112,17 @@ def run_bench(
         "paired with a bare engine call")
     for name in names:
         log(f"{name} ({backend}): running...")
-        with open_runner(bun, name, backend, threads=threads) as runner:
-            row = {"artifact": name, "backend": backend, **measure(runner, src, iters, warmup)}
+        ref = make_anchor(anchor, bun, name, backend, src, threads)
+        try:
+            with open_runner(bun, name, backend, threads=threads) as runner:
+                row = {"artifact": name, "backend": backend,
+                       **measure(runner, src, iters, warmup, ref)}
+        finally:
+            if ref is not None:
+                ref.close()
         rows.append(row)
-        log(f"{name} ({backend}): p50 {row['p50_ms']:.2f} ms")
+        log(f"{name} ({backend}): p50 {row['p50_ms']:.2f} ms"
+            + (f", {row['vs_anchor']:.2f}x the anchor" if ref is not None else ""))
     fp32 = next((r for r in rows if r["artifact"] == "fp32"), None)
     speedups = {r["artifact"]: fp32["p50_ms"] / r["p50_ms"] for r in rows
                 if fp32 is not None and r is not fp32}
@@ -122,7 +139,9 @@ def run_bench(
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
         "versions": {"matting-deploy": __version__,
-                     **versions(["onnxruntime", "numpy"] + (["tensorrt"] if backend == "tensorrt" else []))},
+                     **versions(["onnxruntime", "onnxruntime-gpu", "numpy"]
+                                + (["tensorrt"] if backend == "tensorrt" else [])
+                                + (["torch"] if anchor else []))},
     }
 
 
@@ -133,33 +152,59 @@ def speed_line(name: str, speedup: float) -> str:
     return f"{name.upper()}: {1 / speedup:.2f}x slower than FP32 (p50)"
 
 
+def align(lines: list[tuple[str, ...]], left: int) -> list[str]:
+    """Rows of cells as aligned text lines (the first ``left`` columns left-aligned), with a rule
+    under the header row."""
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    text = ["  ".join(c.ljust(wd) if i < left else c.rjust(wd)
+                      for i, (c, wd) in enumerate(zip(row, widths, strict=True))) for row in lines]
+    text.insert(1, "  ".join("-" * wd for wd in widths))
+    return text
+
+
+def _ms(stat: dict | None) -> str:
+    return f"{stat['p50_ms']:.2f}" if stat else "-"
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """The result as a plain-text table (one row per artifact) plus speed-ups against FP32."""
-    head = ("artifact", "backend", "p50 ms", "p90 ms", "p99 ms", "FPS", "bare p50 ms", "overhead",
-            "runner cost")
-    lines = [head]
+    """The result as a plain-text table (one row per artifact), speed-ups against FP32, and
+    per artifact how the engine is driven and what the anchor is."""
+    anchored = any("anchor" in r for r in result["rows"])
+    head = ["artifact", "backend", "p50 ms", "p90 ms", "p99 ms", "FPS", "bare p50 ms", "overhead",
+            "runner cost", "device p50 ms"]
+    if anchored:
+        head += ["anchor p50 ms", "x anchor", "anchor dev ms", "dev x anchor"]
+    lines = [tuple(head)]
     for r in result["rows"]:
         bare = r.get("bare")
-        lines.append((
+        cells = [
             r["artifact"], r["backend"], f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
-            f"{r['p99_ms']:.2f}", f"{r['fps']:.1f}",
-            f"{bare['p50_ms']:.2f}" if bare else "-",
+            f"{r['p99_ms']:.2f}", f"{r['fps']:.1f}", _ms(bare),
             f"{r['overhead_pct']:+.2f}%" if bare else "-",
             f"{r['runner_cost_us']:.0f} us ({r['runner_cost_pct']:.3f}%)"
             if "runner_cost_us" in r else "-",
-        ))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = [
-        "  ".join(c.ljust(wd) if i < 2 else c.rjust(wd) for i, (c, wd) in
-                  enumerate(zip(row, widths, strict=True)))
-        for row in lines
-    ]
-    text.insert(1, "  ".join("-" * wd for wd in widths))
+            _ms(r.get("device")),
+        ]
+        if anchored:
+            cells += [_ms(r.get("anchor")), f"{r['vs_anchor']:.2f}" if "vs_anchor" in r else "-",
+                      _ms(r.get("anchor_device")),
+                      f"{r['device_vs_anchor']:.2f}" if "device_vs_anchor" in r else "-"]
+        lines.append(tuple(cells))
+    text = align(lines, left=2)
     n, c, h, w = result["input"]
     title = (f"{result['model']} {n}x{c}x{h}x{w}, {result['iters']} iterations after "
              f"{result['warmup']} warm-up, threads {result['threads']}")
-    out = [title, *text, "overhead: (runner p50 - bare p50) / bare p50, interleaved calls; "
-           "runner cost: run() with the engine replaced by cached outputs"]
+    out = [title, *text, "overhead: (runner p50 - bare p50) / bare p50, interleaved calls (bare: "
+           "the engine call with the same host copies); runner cost: run() with the engine "
+           "replaced by cached outputs; device: the engine alone on device buffers"]
+    if anchored:
+        out.append("x anchor: runner p50 / anchor p50 (same host I/O); dev x anchor: device p50 / "
+                   "anchor device p50")
     for name, s in result["speedup_vs_fp32_p50"].items():
         out.append(speed_line(name, s))
+    for r in result["rows"]:
+        if "capture_note" in r:
+            out.append(f"{r['artifact']}: {r['capture_note']}")
+        if "anchor" in r:
+            out.append(f"{r['artifact']} anchor: {r['anchor']['label']}")
     return "\n".join(out)

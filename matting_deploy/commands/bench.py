@@ -26,16 +26,21 @@ from .options import examples, split_list
               help="Untimed calls per artifact before timing.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="onnxruntime intra-op threads (0 = onnxruntime's default).")
+@click.option("--anchor", type=click.Choice(["torch"]),
+              help="Time the same network in PyTorch on the same device beside each row (CUDA "
+              "graph with pinned host I/O on a GPU, eager on CPU) and print the ratio. Needs "
+              "PyTorch; bundles without PyTorch weights get random weights (speed only).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write results as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
-def bench(bundle, artifacts, backend, iters, warmup, threads, json_out, force):
+def bench(bundle, artifacts, backend, iters, warmup, threads, anchor, json_out, force):
     """Latency (p50/p90/p99), FPS and runner overhead over a bare engine call, per artifact."""
     from ..benchmark.pipeline import format_table, run_bench
     from ..fileio import check_writable, write_json
 
     if json_out:
         check_writable(Path(json_out), force)
-    result = run_bench(bundle, split_list(artifacts), backend, iters, warmup, threads, log=click.echo)
+    result = run_bench(bundle, split_list(artifacts), backend, iters, warmup, threads,
+                       log=click.echo, anchor=anchor)
     click.echo("\n" + format_table(result))
     if json_out:
         write_json(json_out, result, force=force)

@@ -6,7 +6,11 @@ at the end. Beyond ``run``/``reset``/``close`` a runner may offer:
 - :meth:`Runner.model_inputs`: the complete input dict the engine gets for ``src`` (states
   included), e.g. a calibration sample;
 - :meth:`Runner.run_inputs`: the engine on such a dict, outputs by name, state untouched;
-- :meth:`Runner.bare_call`: the engine call with nothing around it (the bench's baseline);
+- :meth:`Runner.bare_call`: the engine call with only the host copies a minimal caller makes
+  (the bench's baseline for the runner's overhead);
+- :meth:`Runner.device_call`: the engine alone on device-resident buffers (no host copies);
+- :attr:`Runner.capture_note`: one line on how the engine is driven (binding, CUDA graph and why
+  not), or None;
 - :meth:`Runner.cached_engine`: a context in which the engine returns cached outputs, so that
   timing ``run`` measures the runner's own cost.
 
@@ -26,6 +30,7 @@ class Runner:
     """A loaded artifact. Recurrent runners keep their state between ``run`` calls."""
 
     state_specs: list = []  # StateSpec per recurrent state the runner carries
+    capture_note: str | None = None
 
     def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
         """Run one frame batch ``src`` (N, 3, H, W) float32 in [0, 1]; returns at least ``pha``."""
@@ -53,7 +58,13 @@ class Runner:
         raise NotImplementedError(f"{type(self).__name__} cannot run an input dict")
 
     def bare_call(self, src: np.ndarray) -> Callable[[], Any] | None:
-        """A callable doing only the engine call for ``src`` (no copies, no state); None if none."""
+        """A callable doing the engine call for ``src`` with the same host I/O as ``run`` (outputs
+        back as arrays the caller owns) but no state bookkeeping, checks or dict; None if none."""
+        return None
+
+    def device_call(self, src: np.ndarray) -> Callable[[], Any] | None:
+        """A callable doing only the engine call on device-resident buffers holding ``src``
+        (no host copies); None where the backend has no device buffers."""
         return None
 
     def cached_engine(self, src: np.ndarray) -> AbstractContextManager | None:

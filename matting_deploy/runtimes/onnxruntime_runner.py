@@ -1,9 +1,17 @@
-"""onnxruntime runner (CPU always; CUDA and TensorRT execution providers when installed)."""
+"""onnxruntime runner (CPU always; CUDA and TensorRT execution providers when installed).
+
+On ``cuda`` the runner goes through :class:`~.ort_binding.BoundSession` (I/O binding, states
+resident on the GPU, CUDA-graph capture where the session accepts it, cuDNN ``EXHAUSTIVE``
+algorithm search); ``capture_note`` says in one line what it does and, when capture is off, why.
+Elsewhere it calls ``session.run`` with numpy feeds (``binding=True`` takes the bound path on CPU
+too, with numpy-backed buffers).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +22,7 @@ from ..bundle import Bundle, StateSpec
 from ..errors import MattingDeployError, first_line
 from ..models.specs import rvm_state_shapes
 from .base import Runner
+from .ort_binding import MIN_ORT_GRAPH_IDS, SKIP_GRAPH, BoundSession, host_copies, ort_reason, run_options
 
 # Backend name -> onnxruntime execution providers, in order of preference.
 PROVIDERS = {
@@ -31,9 +40,20 @@ def available_backends() -> list[str]:
     return [name for name, provs in PROVIDERS.items() if provs[0] in have]
 
 
-def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads: int = 0):
+def cuda_options(capture: bool, cudnn_search: str = "EXHAUSTIVE", device_id: int = 0) -> dict:
+    """CUDA EP provider options: graph capture on/off and cuDNN's convolution algorithm search
+    (``EXHAUSTIVE`` benchmarks every algorithm once per shape at the first run)."""
+    opts = {"device_id": str(device_id), "cudnn_conv_algo_search": cudnn_search}
+    if capture:
+        opts["enable_cuda_graph"] = "1"
+    return opts
+
+
+def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads: int = 0,
+                 options: dict | None = None, raw: bool = False):
     """An InferenceSession for ``path`` (or serialized model bytes) on ``backend``; a clear error
-    if it cannot load."""
+    if it cannot load (``raw``: onnxruntime's own exception). ``options`` are provider options of
+    the backend's first provider."""
     import onnxruntime as ort
 
     if backend not in PROVIDERS:
@@ -46,16 +66,35 @@ def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads:
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    providers: list = list(PROVIDERS[backend])
+    if options:
+        providers[0] = (providers[0], options)
     try:
         return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts,
-                                    providers=PROVIDERS[backend])
+                                    providers=providers)
     except Exception as e:  # onnxruntime raises several unrelated types
+        if raw:
+            raise
         where = "in-memory model" if isinstance(path, bytes) else path
         raise MattingDeployError(f"{where}: onnxruntime cannot load the model ({first_line(e)})") from None
 
 
+def graph_ids_supported() -> bool:
+    """Whether this onnxruntime selects CUDA graphs by the ``gpu_graph_id`` run option."""
+    import onnxruntime as ort
+
+    version = tuple(int(p) for p in re.findall(r"\d+", ort.__version__)[:2])
+    return version >= MIN_ORT_GRAPH_IDS
+
+
 class OrtRunner(Runner):
-    """Runs an ONNX artifact; for RVM it owns r1..r4 and feeds each output back as the next input."""
+    """Runs an ONNX artifact; for RVM it owns r1..r4 and feeds each output back as the next input.
+
+    ``binding`` (default: on for ``cuda``) runs through fixed I/O bindings with the states on the
+    device; ``capture`` (default: with binding on ``cuda``) asks the CUDA EP for CUDA graphs and
+    falls back to binding without capture when the session refuses (e.g. Q/DQ INT8 graphs with
+    nodes outside the CUDA EP); ``pinned`` uses page-locked host buffers (pycuda) for the copies.
+    """
 
     def __init__(
         self,
@@ -65,23 +104,92 @@ class OrtRunner(Runner):
         backend: str = "cpu",
         threads: int = 0,
         dynamic: bool = False,
+        *,
+        binding: bool | None = None,
+        capture: bool | None = None,
+        cudnn_search: str = "EXHAUSTIVE",
+        pinned: bool = True,
     ):
         self.path = Path(path)
-        self.session = make_session(path, backend, threads)
         self.backend = backend
+        self.threads = threads
+        self.cudnn_search = cudnn_search
         self.state_specs = list(states or [])
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
         self.downsample_ratio = downsample_ratio
         self.dynamic = dynamic
-        self.state: dict[str, np.ndarray] = {}
+        self._state: dict[str, np.ndarray] = {}
+        self.bound: BoundSession | None = None
+        self.captures = False
+        use_binding = (backend == "cuda" if binding is None else binding) and not dynamic
+        capture = use_binding and backend == "cuda" if capture is None else capture and use_binding
+        self._note = self._open(capture)
+        if dynamic and (binding or backend == "cuda"):
+            self._note = "no I/O binding: dynamic shapes (session.run with numpy feeds)"
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if use_binding:
+            self._bind(pinned)
+
+    def _open(self, capture: bool) -> str | None:
+        """Open the session (with capture when asked and possible); the one-line capture note."""
+        if self.backend != "cuda":
+            self.session = make_session(self.path, self.backend, self.threads)
+            return None
+        why = "capture off"
+        if capture and not graph_ids_supported():
+            capture, why = False, (f"onnxruntime < {'.'.join(map(str, MIN_ORT_GRAPH_IDS))} has no "
+                                   "gpu_graph_id run option (one graph per state buffer)")
+        if capture:
+            try:
+                self.session = make_session(self.path, "cuda", self.threads,
+                                            cuda_options(True, self.cudnn_search), raw=True)
+                self.captures = True
+                return None
+            except Exception as e:  # refused at load, e.g. nodes outside the CUDA EP
+                why = ort_reason(e)
+        self.session = self._plain_cuda_session()
+        return f"no CUDA graph: {why}"
+
+    def _plain_cuda_session(self):
+        return make_session(self.path, "cuda", self.threads, cuda_options(False, self.cudnn_search))
+
+    def _bind(self, pinned: bool) -> None:
+        device = "cuda" if self.backend == "cuda" else "cpu"
+        copies, why = host_copies(device, pinned=pinned)
+        try:
+            self.bound = BoundSession(self.session, self.state_specs, copies, self.captures,
+                                      reopen=self._plain_cuda_session if self.captures else None)
+        except MattingDeployError as e:
+            copies.close()
+            self._note = f"no I/O binding: {e}"
+            return
+        self.host_io = copies.kind if why is None else f"{copies.kind} ({why})"
+
+    @property
+    def capture_note(self) -> str:
+        """One line: binding, CUDA graph, host buffers; and why capture is off when it is."""
+        if self.bound is None:
+            return self._note or f"session.run ({self.backend})"
+        if self.bound.note:  # capture failed at run time
+            graph = self.bound.note
+        elif self.captures:
+            graph = "CUDA graph: on" + (", one per state buffer" if self.state_specs else "")
+        else:
+            graph = self._note or f"no CUDA graph on {self.backend}"
+        return f"I/O binding on {self.backend}; {graph}; host I/O {self.host_io}"
 
     @classmethod
     def from_bundle(
-        cls, bundle: Bundle, artifact: str = "fp32", backend: str = "cpu", threads: int = 0
+        cls, bundle: Bundle, artifact: str = "fp32", backend: str = "cpu", threads: int = 0,
+        **options: Any,
     ) -> OrtRunner:
         return cls(bundle.artifact_path(artifact), bundle.states, bundle.downsample_ratio,
-                   backend, threads, bundle.dynamic)
+                   backend, threads, bundle.dynamic, **options)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """The recurrent state the next ``run`` feeds (host copies when it lives on the device)."""
+        return self.bound.state() if self.bound is not None else self._state
 
     def _zero_state(self, index: int, spec: StateSpec, src: np.ndarray) -> np.ndarray:
         if spec.shape is None:  # graphs like the official release broadcast a [N,1,1,1] state
@@ -98,8 +206,9 @@ class OrtRunner(Runner):
         if src.ndim != 4 or src.shape[1] != 3:
             raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
         feed = {"src": src}
+        state = self.state
         for index, spec in enumerate(self.state_specs):
-            feed[spec.input] = self.state.get(spec.input)
+            feed[spec.input] = state.get(spec.input)
             if feed[spec.input] is None:
                 feed[spec.input] = self._zero_state(index, spec, src)
         if "downsample_ratio" in self.input_names:
@@ -110,19 +219,65 @@ class OrtRunner(Runner):
         return self.feed(src)
 
     def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.session.run(None, inputs), strict=True))
+        # gpu_graph_id -1: a numpy-fed run must never be captured as a graph a binding replays
+        opts = run_options(SKIP_GRAPH) if self.backend == "cuda" else None
+        return dict(zip(self.output_names, self.session.run(None, inputs, opts), strict=True))
+
+    def _check_src(self, src: np.ndarray) -> np.ndarray:
+        src = np.asarray(src)
+        want = self.bound.input_shapes["src"][0]
+        if src.shape != want:
+            raise MattingDeployError(f"{self.path}: src must be {want}, got {src.shape}")
+        return src
 
     def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
+        if self.bound is not None:
+            return self.bound.run(self._check_src(src))
         outs = self.run_inputs(self.feed(src))
-        self.state = {spec.input: outs[spec.output] for spec in self.state_specs}
+        self._state = {spec.input: outs[spec.output] for spec in self.state_specs}
         return outs
 
+    def device_inputs(self) -> dict[str, Any]:
+        """Device-resident I/O: the fixed ``src`` buffer (an onnxruntime OrtValue) to fill in place;
+        see :meth:`run_on_device`. Needs the bound path."""
+        return self._need_bound().device_inputs()
+
+    def run_on_device(self, src: Any | None = None) -> dict[str, Any]:
+        """Run with device-resident I/O: ``src`` an OrtValue on the runner's device (or None when
+        written into :meth:`device_inputs`); returns ``pha``/``fgr`` as OrtValues on the device,
+        overwritten by the next run. States advance as with :meth:`run`."""
+        return self._need_bound().run_device(src)
+
+    def _need_bound(self) -> BoundSession:
+        if self.bound is None:
+            raise MattingDeployError(f"{self.path}: device-resident I/O needs I/O binding "
+                                     f"({self.capture_note})")
+        return self.bound
+
     def bare_call(self, src: np.ndarray) -> Callable[[], Any]:
+        if self.bound is not None:
+            return self.bound.bare_call(self._check_src(src))
         session, feed = self.session, self.feed(src)
-        return lambda: session.run(None, feed)
+        opts = run_options(SKIP_GRAPH) if self.backend == "cuda" else None
+        return lambda: session.run(None, feed, opts)
+
+    def device_call(self, src: np.ndarray) -> Callable[[], Any] | None:
+        if self.bound is None:
+            return None
+        self.bound.upload_src(self._check_src(src))
+        return self.bound.execute
 
     @contextlib.contextmanager
     def cached_engine(self, src: np.ndarray) -> Iterator[None]:
+        if self.bound is not None:
+            self.bound.run(self._check_src(src))
+            self.bound.cached = True
+            try:
+                yield
+            finally:
+                self.bound.cached = False
+                self.reset()
+            return
         real = self.session
         self.session = _CachedSession(real.run(None, self.feed(src)))
         try:
@@ -132,9 +287,14 @@ class OrtRunner(Runner):
             self.reset()
 
     def reset(self) -> None:
-        self.state = {}
+        self._state = {}
+        if self.bound is not None:
+            self.bound.reset()
 
     def close(self) -> None:
+        if self.bound is not None:
+            self.bound.close()
+            self.bound = None
         self.session = None
 
 
@@ -144,5 +304,5 @@ class _CachedSession:
     def __init__(self, outputs: list[Any]):
         self.outputs = outputs
 
-    def run(self, names: Any, feed: dict[str, Any]) -> list[Any]:
+    def run(self, names: Any, feed: dict[str, Any], options: Any = None) -> list[Any]:
         return self.outputs

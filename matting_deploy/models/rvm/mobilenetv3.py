@@ -141,13 +141,14 @@ class MobileNetV3LargeEncoder(nn.Module):
         last = LARGE_STAGES[-1].cout
         layers.append(ConvBNAct(last, 6 * last, 1, act=nn.Hardswish))
         self.features = nn.Sequential(*layers)
+        # Non-persistent buffers: they follow .to()/.half() (no per-frame host copy, so CUDA-graph
+        # capture works) and stay out of state_dict, which matches the official checkpoint.
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(-1, 1, 1), persistent=False)
         _init_weights(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        # constants, not buffers: the official module has no such entries (state_dict, buffers())
-        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-        std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-        x = (x - mean) / std
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
         taps = {1: 0, 3: 1, 6: 2, 16: 3}
         out: list[Tensor] = [x] * 4
         for i, layer in enumerate(self.features):
