@@ -11,8 +11,8 @@ def portrait_pair(h: int = 1080, w: int = 1920, seed: int = 0) -> tuple[np.ndarr
 
     Matte: head and shoulders with a soft 8-bit edge and a few hair strands. Prediction: the
     same person seen by a network at a quarter of the size (shifted, noisy, thin strands faded,
-    one false blob), upsampled bilinearly and clipped, so that most of it is exactly 0 or 1,
-    as in the mattes and predictions of real portraits.
+    one false blob, a region it is unsure of at alpha ~0.95), upsampled bilinearly and clipped:
+    most of it is exactly 0 or 1, as in the mattes and predictions of real portraits.
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / h
@@ -32,6 +32,9 @@ def portrait_pair(h: int = 1080, w: int = 1920, seed: int = 0) -> tuple[np.ndarr
     small = ndi.gaussian_filter(small, 1.0) + rng.normal(0, 0.03, small.shape) * (small > 0.02)
     sy, sx = np.mgrid[0 : small.shape[0], 0 : small.shape[1]] / small.shape[0]
     small += 0.8 * (((sy - 0.85) / 0.04) ** 2 + ((sx - 0.1) / 0.03) ** 2 < 1)  # a false blob
+    sy, sx = sy * small.shape[0], sx * small.shape[0]
+    unsure = (sx < small.shape[1] * 0.5) & (sy > small.shape[0] * 0.6)  # a region the net is unsure of
+    small = np.where(unsure, np.minimum(small, 0.82 + 0.03 * ndi.gaussian_filter(rng.random(small.shape), 3)), small)
     pred = ndi.zoom(small, (h / small.shape[0], w / small.shape[1]), order=1)[:h, :w]
     pred = np.clip((pred - 0.5) * 1.4 + 0.5, 0, 1)
     return pred.astype(np.float32), gt.astype(np.float32)
