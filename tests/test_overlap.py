@@ -23,7 +23,7 @@ def no_threads_left():
     assert _score_threads() == [], "a scoring thread outlived its loop"
 
 
-@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("workers", [0, 1, 3])
 def test_results_come_back_in_item_order(workers):
     rng = random.Random(workers)
     delays = [rng.uniform(0, 0.01) for _ in range(30)]
@@ -152,8 +152,19 @@ def test_look_ahead_is_bounded():
     assert max(lead) <= 3  # two waiting or running, plus the one being handed over
 
 
+def test_no_workers_scores_inline():
+    callers = []
+
+    def score(k: int) -> int:
+        callers.append(threading.current_thread())
+        return -k
+
+    assert list(scored_in_background(range(5), score, workers=0)) == [0, -1, -2, -3, -4]
+    assert set(callers) == {threading.current_thread()}
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
-        next(scored_in_background([1], lambda k: k, workers=0))
+        next(scored_in_background([1], lambda k: k, workers=-1))
     with pytest.raises(ValueError):
         next(scored_in_background([1], lambda k: k, ahead=0))

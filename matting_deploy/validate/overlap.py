@@ -32,10 +32,14 @@ def scored_in_background(
     inferring while earlier items are scored. At most ``ahead`` items (default ``workers + 1``)
     wait or run in the pool; producing then pauses, so memory stays bounded when scoring is the
     slower side. With ``workers=1`` the score calls run one at a time in item order, so ``score``
-    may carry state from one item to the next (a clip's previous frame).
+    may carry state from one item to the next (a clip's previous frame). ``workers=0`` scores in
+    the caller's thread, one item after the other (no overlap; for comparing and debugging).
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if workers == 0:
+        yield from map(score, items)
+        return
     ahead = workers + 1 if ahead is None else ahead
     if ahead < 1:
         raise ValueError(f"ahead must be at least 1, got {ahead}")
