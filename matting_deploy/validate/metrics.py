@@ -196,24 +196,32 @@ class Tiles:
             raise ValueError(f"these tiles have a {self.halo}-pixel halo; sigma {sigma} needs {len(g) // 2}")
         busy_p, busy_g = self.busy(self.flat_p, self.vp), self.busy(self.flat_g, self.vg)
         ys, xs = np.nonzero(busy_p | busy_g)  # elsewhere both gradients are 0
-        t, smooth, deriv = self.t, _band(g, self.t), _band(dg, self.t)
+        smooth, deriv = _band(g, self.t), _band(dg, self.t)
         total = 0.0
         for chunk in range(0, len(ys), CHUNK):  # a few hundred tiles at a time stay in cache
             cy, cx = ys[chunk : chunk + CHUNK], xs[chunk : chunk + CHUNK]
-            diff = np.zeros((t, len(cy), t))  # laid out as _magnitude's output: (row, tile, col)
-            for canvas, busy, sign in ((self.p, busy_p, 1.0), (self.g, busy_g, -1.0)):
-                some = np.flatnonzero(busy[cy, cx])  # an alpha's gradient is 0 off its busy tiles
-                magnitude = _magnitude(self.windows(canvas, cy[some], cx[some]), smooth, deriv)
-                diff[:, some, :] += sign * magnitude.reshape(t, len(some), t)
+            diff = self._magnitudes(self.p, busy_p[cy, cx], cy, cx, smooth, deriv)
+            diff -= self._magnitudes(self.g, busy_g[cy, cx], cy, cx, smooth, deriv)
             diff *= self.inside(cy, cx).transpose(1, 0, 2)
             total += np.vdot(diff, diff)
         return float(total / 1000.0)
+
+    def _magnitudes(self, canvas: np.ndarray, busy: np.ndarray, ys, xs, smooth, deriv) -> np.ndarray:
+        """|grad| of one alpha on tiles (ys, xs), laid out (row, tile, col); 0 where not ``busy``."""
+        t, some = self.t, np.flatnonzero(busy)
+        magnitude = _magnitude(self.windows(canvas, ys[some], xs[some]), smooth, deriv).reshape(t, len(some), t)
+        if len(some) == len(ys):
+            return magnitude
+        out = np.zeros((t, len(ys), t))
+        out[:, some, :] = magnitude
+        return out
 
     def depth(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Omega depth (see :func:`.components.omega_chain`) per flat tile (ny, nx) and per stack pixel."""
         t, w = self.t, self.w
         level_grid = np.empty((self.ny, t, self.nx, t), np.uint8)
-        level_grid[...] = _levels(np.minimum(self.vp, self.vg), n)[:, None, :, None]
+        rows = np.repeat(_levels(np.minimum(self.vp, self.vg), n), t, axis=1)  # (ny, nx t)
+        level_grid.reshape(self.ny, t, self.nx * t)[...] = rows[:, None, :]  # long rows: fast
         level_grid[self.ys, :, self.xs, :] = _levels(np.minimum(self.sp, self.sg), n)
         starts, ends = omega_chain(level_grid.reshape(self.ny * t, self.nx * t)[: self.h, :w], n)
         origin = np.arange(self.ny)[:, None] * t * (w + 1) + np.arange(self.nx) * t  # tile keys
@@ -222,18 +230,16 @@ class Tiles:
         first = origin[self.ys, self.xs][:, None] + np.arange(t) * (w + 1)
         index = np.full((self.ny, self.nx), -1)
         index[self.ys, self.xs] = np.arange(len(self.ys))
-        size = t * len(self.ys) * t
-        steps = np.zeros(size, np.int64)  # laid out (col, tile, row): cumsum on axis 0 is fast
+        steps = np.zeros((t, len(self.ys), t), np.int16)  # (col, tile, row): cumsum on axis 0 is fast
         for keys, sign in ((starts, 1), (ends, -1)):
             row, col = np.divmod(keys, w + 1)
             keys_in = (col % t != 0) & (col < w)
             row, col = row[keys_in], col[keys_in]
             tile = index[row // t, col // t]
             stack = tile >= 0
-            at = ((col[stack] % t) * len(self.ys) + tile[stack]) * t + row[stack] % t
-            steps += sign * np.bincount(at, minlength=size)
-        steps = steps.reshape(t, len(self.ys), t)
-        return flat, covered(first, starts, ends)[:, :, None] + np.cumsum(steps, axis=0).transpose(1, 2, 0)
+            np.add.at(steps, (col[stack] % t, tile[stack], row[stack] % t), sign)
+        inside = np.cumsum(steps, axis=0, dtype=np.int16).transpose(1, 2, 0)
+        return flat, covered(first, starts, ends).astype(np.int16)[:, :, None] + inside
 
     def conn(self, step: float = 0.1, theta: float = 0.15) -> float:
         n = round(1.0 / step)
@@ -241,8 +247,10 @@ class Tiles:
         level = np.arange(n + 1) / n  # depth k -> level k/n (1 for pixels inside every omega)
 
         def phi_diff(p: np.ndarray, g: np.ndarray, lev: np.ndarray) -> np.ndarray:
-            pd, gd = p - lev, g - lev  # |phi_p - phi_g| with phi = 1 - d [d >= theta]
-            return np.abs(np.where(gd >= theta, gd, 0.0) - np.where(pd >= theta, pd, 0.0))
+            """|phi_p - phi_g| with phi = 1 - d [d >= theta], d = alpha - lev: |d_p - d_g| where
+            both d >= theta, the larger d where only it is, 0 where neither is."""
+            high, low = np.maximum(p, g) - lev, np.minimum(p, g) - lev  # = max/min of the two d
+            return np.where(high >= theta, np.where(low >= theta, np.abs(p - g), high), 0.0)
 
         flat = phi_diff(self.vp, self.vg, level[flat_depth])
         return self.total(flat, phi_diff(self.sp, self.sg, level[stack_depth])) / 1000.0
