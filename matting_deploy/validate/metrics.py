@@ -230,14 +230,16 @@ class Tiles:
         first = origin[self.ys, self.xs][:, None] + np.arange(t) * (w + 1)
         index = np.full((self.ny, self.nx), -1)
         index[self.ys, self.xs] = np.arange(len(self.ys))
-        steps = np.zeros((t, len(self.ys), t), np.int16)  # (col, tile, row): cumsum on axis 0 is fast
-        for keys, sign in ((starts, 1), (ends, -1)):
+        size, at = t * len(self.ys) * t, []
+        for keys in (starts, ends):
             row, col = np.divmod(keys, w + 1)
             keys_in = (col % t != 0) & (col < w)
             row, col = row[keys_in], col[keys_in]
             tile = index[row // t, col // t]
-            stack = tile >= 0
-            np.add.at(steps, (col[stack] % t, tile[stack], row[stack] % t), sign)
+            stack = tile >= 0  # flat index into (col, tile, row): the cumsum below runs on axis 0
+            at.append(((col[stack] % t) * len(self.ys) + tile[stack]) * t + row[stack] % t)
+        steps = (np.bincount(at[0], minlength=size) - np.bincount(at[1], minlength=size)).astype(np.int16)
+        steps = steps.reshape(t, len(self.ys), t)
         inside = np.cumsum(steps, axis=0, dtype=np.int16).transpose(1, 2, 0)
         return flat, covered(first, starts, ends).astype(np.int16)[:, :, None] + inside
 
