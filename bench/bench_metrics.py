@@ -31,15 +31,15 @@ from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-import metrics_reference as ref  # noqa: E402
 import numpy as np  # noqa: E402
-from alpha_fixtures import portrait_pair  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from matting_deploy.validate import metrics as new  # noqa: E402
 from matting_deploy.validate.overlap import scored_in_background  # noqa: E402
+from tests import metrics_reference as ref  # noqa: E402
+from tests.alpha_fixtures import portrait_pair  # noqa: E402
 
 TARGET_MS = 40.0
 ROWS: list[tuple[str, Callable, Callable]] = [

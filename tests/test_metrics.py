@@ -6,15 +6,15 @@ must give the same values (to 1e-9) on every fixture below.
 
 from __future__ import annotations
 
-import metrics_reference as ref
 import numpy as np
 import pytest
-from alpha_fixtures import portrait_pair
 from scipy import ndimage as ndi
 
 from matting_deploy.validate import components
 from matting_deploy.validate import metrics as M
 from matting_deploy.validate.components import largest_component
+from tests import metrics_reference as ref
+from tests.alpha_fixtures import portrait_pair
 
 PRED = np.array([[0.0, 0.5], [1.0, 1.0]])
 GT = np.array([[0.0, 1.0], [1.0, 0.0]])  # differences 0, -0.5, 0, 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from ..errors import MattingDeployError, first_line
 from ..runtimes.open import open_runner
 from .jobs import Job
 from .metrics import METRICS, all_metrics, dtssd_term
+from .overlap import scored_in_background
 
 
 def still_outputs(runner: Any, src: np.ndarray, frames: int, run: Callable[[np.ndarray], Any] | None = None):
@@ -125,21 +127,33 @@ class Scorer:
         return self._score(pair, *self.alpha(runner, pair, path))[0]
 
     def score_clip(self, runner: Any, clip: Clip, path: Path, tick=None) -> ClipScore:
-        """Frame by frame from zero state, state carried; per-frame metrics plus dtSSD."""
+        """Frame by frame from zero state, state carried; per-frame metrics plus dtSSD.
+
+        Frame k is scored on a worker thread while frame k+1 runs (one worker: frames are scored
+        in order, so dtSSD can keep the previous frame)."""
         runner.reset()
-        frames, terms = [], []
         prev = None
-        for pair in clip.frames:
-            src, geo = self.model_input(pair.image)
-            scored, alpha, gt = self._score(pair, self._run(runner, src, path), geo)
+
+        def score(item: tuple[Pair, np.ndarray, Geometry]) -> Scored:
+            nonlocal prev
+            scored, alpha, gt = self._score(*item)
             if prev is not None:
                 scored.metrics["dtssd"] = dtssd_term(alpha, prev[0], gt, prev[1])
-                terms.append(scored.metrics["dtssd"])
             prev = (alpha, gt)
-            frames.append(scored)
-            if tick:
-                tick()
-        return ClipScore(clip.name, frames, float(np.mean(terms)))
+            return scored
+
+        def inferred():
+            for pair in clip.frames:
+                src, geo = self.model_input(pair.image)
+                yield pair, self._run(runner, src, path), geo
+
+        frames = []
+        with closing(scored_in_background(inferred(), score)) as scored:
+            for s in scored:
+                frames.append(s)
+                if tick:
+                    tick()
+        return ClipScore(clip.name, frames, float(np.mean([f.metrics["dtssd"] for f in frames[1:]])))
 
 
 def run_job(
@@ -153,9 +167,12 @@ def run_job(
     bar = progress_bar(len(data.images) + data.n_frames, job.label, enabled=progress)
     try:
         images = []
-        for pair in data.images:
-            images.append(scorer.score_image(runner, pair, job.path))
-            bar.update()
+        # image k is scored on a worker thread while image k+1 runs (the runner stays in this thread)
+        inferred = ((pair, *scorer.alpha(runner, pair, job.path)) for pair in data.images)
+        with closing(scored_in_background(inferred, lambda item: scorer._score(*item)[0])) as scored:
+            for s in scored:
+                images.append(s)
+                bar.update()
         clips = [scorer.score_clip(runner, c, job.path, bar.update) for c in data.clips]
     finally:
         bar.close()
