@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 import time
 from collections import deque
@@ -20,7 +19,7 @@ from ..data.imaging import load_image, resize_image, save_png
 from ..data.preprocess import alpha_to_source, preprocess_for
 from ..data.sources import open_input
 from ..errors import MattingDeployError
-from ..fileio import staging_dir, write_json
+from ..fileio import check_dir_writable, deferred_signals, pause_point, staging_dir, write_json
 from ..runtimes.open import open_runner
 
 COLOURS = {
@@ -95,7 +94,8 @@ def run_infer(
             raise MattingDeployError(f"{out / name}: already exists (pass --force to overwrite)")
     if warmup_frames < 1:
         raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
-    bun = Bundle.open(bundle)
+    check_dir_writable(out)
+    bun = Bundle.open(bundle, log)
     bg = background_for(background)
     kind, total, frames = open_input(input_path)
     if ofd and kind == "image":
@@ -122,6 +122,7 @@ def run_infer(
             save_png(stage / "alpha" / f"{name}.png", alpha)
             save_png(stage / "composite" / f"{name}.png", a * fg + (1.0 - a) * bg(*alpha.shape))
             count += 1
+            pause_point("infer-frames")
 
         pending: deque = deque()
         bar = tqdm(total=total, desc="infer", unit="frame", file=sys.stderr, disable=not progress)
@@ -151,11 +152,11 @@ def run_infer(
             "warmup_frames": repeats, "seconds": round(seconds, 2),
         })
         out.mkdir(parents=True, exist_ok=True)
-        for name in (*OUTPUTS, "infer.json"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(stage / name, target)
+        with staging_dir(out.parent) as trash, deferred_signals():
+            for name in (*OUTPUTS, "infer.json"):  # infer.json last: it says the run completed
+                if (out / name).exists():
+                    os.replace(out / name, trash / name)
+                os.replace(stage / name, out / name)
     log(f"{count} frame(s) -> {out}/alpha, {out}/composite in {seconds:.1f} s "
         f"({count / max(seconds, 1e-9):.1f} frames/s end to end)")
     return {"frames": count, "seconds": seconds, "kind": kind, "out": str(out)}

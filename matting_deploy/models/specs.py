@@ -12,6 +12,8 @@ RVM_VARIANTS = ("mobilenetv3", "resnet50")
 RVM_STATE_CHANNELS = {"mobilenetv3": (16, 20, 40, 64), "resnet50": (16, 32, 64, 128)}
 RVM_STATE_NAMES = tuple((f"r{i}i", f"r{i}o") for i in range(1, 5))
 DEFAULT_HW = (480, 288)
+# The output contract of both models: name -> channels of its (N, C, H, W) tensor at input size.
+OUTPUT_CHANNELS = {"pha": 1, "fgr": 3}
 
 
 def rvm_state_shapes(
