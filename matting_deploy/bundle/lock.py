@@ -60,6 +60,8 @@ def _acquire(path: Path) -> int:
 def bundle_lock(root: str | os.PathLike, log: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold the bundle's write lock for the block (``root`` must exist)."""
     key = Path(root).resolve()
+    if not key.is_dir():
+        raise MattingDeployError(f"{root}: bundle folder does not exist")
     if key in _held:
         _held[key] += 1
         try:

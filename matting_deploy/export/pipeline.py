@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx
 
 from ..bundle import ARTIFACT_FILES, DERIVED, MANIFEST, Bundle, StateSpec, new_manifest
+from ..bundle.checks import MAX_SIDE
 from ..bundle.commit import commit, inside, recover
 from ..bundle.lock import bundle_lock
 from ..errors import MattingDeployError, first_line
@@ -66,15 +67,15 @@ def _check_target(opts: ExportOptions) -> None:
 
 def _validate(opts: ExportOptions) -> None:
     if opts.model not in ("modnet", "rvm"):
-        raise MattingDeployError(f"unknown model '{opts.model}' (modnet or rvm)")
-    if opts.height <= 0 or opts.width <= 0:
-        raise MattingDeployError(f"bad input size {opts.height}x{opts.width}")
+        raise MattingDeployError(f"--model: unknown model '{opts.model}' (modnet or rvm)")
+    if not (0 < opts.height <= MAX_SIDE and 0 < opts.width <= MAX_SIDE):
+        raise MattingDeployError(f"--height/--width: must be in 1..{MAX_SIDE}, got {opts.height}x{opts.width}")
     if opts.model == "modnet" and (opts.height % 32 or opts.width % 32):
         raise MattingDeployError(
-            f"MODNet needs height and width divisible by 32, got {opts.height}x{opts.width}"
+            f"--height/--width: MODNet needs both divisible by 32, got {opts.height}x{opts.width}"
         )
     if not 0 < opts.downsample_ratio <= 1:
-        raise MattingDeployError(f"--downsample-ratio must be in (0, 1], got {opts.downsample_ratio}")
+        raise MattingDeployError(f"--downsample-ratio: must be in (0, 1], got {opts.downsample_ratio}")
     if opts.from_onnx and opts.model != "rvm":
         raise MattingDeployError("--from-onnx is for RVM graphs (use --model rvm)")
     if opts.from_onnx and opts.dynamic:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..bundle import Bundle
 from ..data.imaging import load_image, resize_image, save_png
-from ..data.preprocess import alpha_to_source, preprocess_for
+from ..data.preprocess import alpha_plane, alpha_to_source, preprocess_for
 from ..data.sources import open_input
 from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, deferred_signals, pause_point, staging_dir, write_json
@@ -116,7 +116,7 @@ def run_infer(
         def emit(outs: dict[str, Any], meta: tuple[str, Any, Any]) -> None:
             nonlocal count
             name, image, geo = meta
-            alpha = alpha_to_source(outs["pha"], geo)
+            alpha = alpha_to_source(alpha_plane(outs["pha"], f"{bun.root} ({artifact})"), geo)
             fg = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else image
             a = alpha[..., None]
             save_png(stage / "alpha" / f"{name}.png", alpha)

@@ -78,8 +78,8 @@ def _metrics(path: Path, values: Any, names: tuple[str, ...], field: str, needed
         v = values.get(m)
         top = UPPER.get(m, math.inf)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= top and math.isfinite(v)):
-            want = f"in [0, {top:g}]" if m in UPPER else "finite and >= 0"
-            raise MattingDeployError(f"{path}: reference field '{field}.{m}' must be a number {want}, "
+            want = f"a number in [0, {top:g}]" if m in UPPER else "a finite number >= 0"
+            raise MattingDeployError(f"{path}: reference field '{field}.{m}' must be {want}, "
                                      f"got {v!r:.40}")
         out[m] = float(v)
     return out
