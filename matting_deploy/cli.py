@@ -83,7 +83,8 @@ class LazyGroup(click.Group):
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
         except (KeyboardInterrupt, click.Abort) as e:
-            sig = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+            cause = e.__cause__ if isinstance(e, click.Abort) else e  # click wraps KeyboardInterrupt
+            sig = signal.SIGTERM if isinstance(cause, Terminated) else signal.SIGINT
             click.echo(f"error: interrupted by {sig.name}; nothing half-written was kept", err=True)
             sys.exit(128 + sig)
         except (SystemExit, click.exceptions.Exit):

@@ -74,11 +74,12 @@ def bundle_lock(root: str | os.PathLike, log: Callable[[str], None] | None = Non
     with write_errors(path):
         fd = _acquire(path)
     try:
+        with write_errors(path):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         if stale is not None and stale != os.getpid() and log is not None:
             state = "no longer running" if not pid_alive(stale) else "lock released"
             log(f"note: taking over the lock left by pid {stale} ({state})")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         _held[key] = 1
         yield
     finally:
