@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -190,8 +191,6 @@ def pause_point(name: str) -> None:
     ``MATTING_DEPLOY_TEST_PAUSE_GO`` exists, so a test can send a signal at a known place."""
     if name not in os.environ.get(TEST_PAUSE, "").split(","):
         return
-    import sys
-
     print(f"test-pause: {name}", file=sys.stderr, flush=True)
     go = os.environ.get(f"{TEST_PAUSE}_GO")
     end = time.monotonic() + 60

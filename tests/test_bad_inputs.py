@@ -7,15 +7,12 @@ Faults (signals, read-only and full file systems, locks) are in test_faults.py.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from click.testing import CliRunner
-from onnx import TensorProto, helper
 
 from matting_deploy.bundle import StateSpec
 from matting_deploy.cli import main
@@ -31,18 +28,7 @@ from tests.fixtures import (
     tiny_graph,
     write_bundle,
 )
-from tests.fixtures.faults import bomb_png, error_lines, fake_rvm_pha3, float_tiff, snapshot
-
-
-def _pha3_graph(path: Path) -> None:
-    """src -> pha = src: three channels where the contract has one."""
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["src"], ["pha"])], "pha3",
-        [helper.make_tensor_value_info("src", TensorProto.FLOAT, [1, 3, H, W])],
-        [helper.make_tensor_value_info("pha", TensorProto.FLOAT, [1, 3, H, W])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
+from tests.fixtures.faults import Case, bomb_png, error_lines, fake_rvm_pha3, float_tiff, pha3_graph, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -75,48 +61,12 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w["nan"] = float_tiff(root / "nan.tif", float("nan"))
     w["inf"] = float_tiff(root / "inf.tif", float("inf"))
     w["image"] = w["data"] / "image" / "000.png"
-    w["pha3_bundle"] = write_bundle(root / "pha3b", "modnet", H, W, {"fp32": _pha3_graph},
+    w["pha3_bundle"] = write_bundle(root / "pha3b", "modnet", H, W, {"fp32": pha3_graph},
                                     [io("src", [1, 3, H, W])], [io("pha", [1, 1, H, W])])
     w["rvm_bundle"] = write_bundle(
         root / "rvmb", "rvm", H, W, {"fp32": lambda p: tiny_graph(p, recurrent=True)},
         [io("src", [1, 3, H, W])], [io("pha", [1, 1, H, W])], [StateSpec("r1i", "r1o", (1, 1, H, W))])
     return w
-
-
-class Case:
-    """One case's scratch folder: copies of world entries, edits, and the CLI arguments."""
-
-    def __init__(self, world: dict[str, Path], tmp: Path):
-        self.w, self.tmp = world, tmp
-
-    def copy(self, name: str, to: str | None = None) -> Path:
-        dst = self.tmp / (to or self.w[name].name)
-        if not dst.exists():
-            (shutil.copytree if self.w[name].is_dir() else shutil.copy)(self.w[name], dst)
-        return dst
-
-    def manifest(self, name: str, edit) -> Path:
-        """A copy of bundle ``name`` whose manifest.json went through ``edit(dict)``."""
-        root = self.copy(name)
-        m = json.loads((root / "manifest.json").read_text())
-        edit(m)
-        (root / "manifest.json").write_text(json.dumps(m))
-        return root
-
-    def ref(self, edit) -> Path:
-        """A copy of the reference report.json after ``edit(dict)``."""
-        report = json.loads(self.w["ref"].read_text())
-        edit(report)
-        path = self.tmp / "ref.json"
-        path.write_text(json.dumps(report))
-        return path
-
-    def data_with(self, folder: str, source: str) -> Path:
-        """A copy of the validation data with ``folder/000.*`` replaced by world file ``source``."""
-        data = self.copy("data")
-        (data / folder / "000.png").unlink()
-        shutil.copy(self.w[source], data / folder / f"000{self.w[source].suffix}")
-        return data
 
 
 def _fp32_row(report: dict) -> dict:
@@ -158,13 +108,6 @@ def _ref_metric(metric: str, value):
 
 def _ref_drop_metric(metric: str):
     return lambda r: _fp32_row(r)["metrics"].pop(metric)
-
-
-def _touch_model(c: Case) -> Path:
-    root = c.copy("modnet")
-    with open(root / "model.onnx", "ab") as f:
-        f.write(b"\0")
-    return root
 
 
 def _rogue_name(m):
@@ -313,7 +256,7 @@ CASES = [
     ("validate-matte-inf-tiff", lambda c: V(c, data=c.data_with("matte", "inf")), "000.tif"),
     ("validate-image-bomb", lambda c: V(c, data=c.data_with("image", "bomb")), "000.png"),
     ("validate-matte-size", lambda c: V(c, data=_size_mismatch(c)), "000.png"),
-    ("validate-model-changed", lambda c: V(c, bundle=_touch_model(c)), "sha256"),
+    ("validate-model-changed", lambda c: V(c, bundle=_touch_file(c, "modnet", "model.onnx")), "sha256"),
     ("validate-pha-3-channels", lambda c: V(c, bundle="pha3_bundle"), "model.onnx"),
     ("validate-report-exists", lambda c: V(c)[:-2] + ["--report", c.copy("data")], "already exists"),
     ("validate-report-under-file", lambda c: V(c)[:-2] + ["--report", _file_parent(c, "r")], "afile"),
@@ -348,7 +291,7 @@ CASES = [
     ("bench-artifact-unknown", lambda c: B(c, "--artifacts", "int9"), "int9"),
     ("bench-json-exists", lambda c: B(c, "--json", c.copy("text")), "notes.txt"),
     ("bench-json-under-file", lambda c: B(c, "--json", _file_parent(c, "r.json")), "afile"),
-    ("bench-model-changed", lambda c: B(c, bundle=_touch_model(c)), "sha256"),
+    ("bench-model-changed", lambda c: B(c, bundle=_touch_file(c, "modnet", "model.onnx")), "sha256"),
     # ---------------------------------------------------------------- infer
     ("infer-input-missing", lambda c: I(c, image=c.tmp / "nope.png"), "--input"),
     ("infer-input-text", lambda c: I(c, image=c.copy("text")), "notes.txt"),

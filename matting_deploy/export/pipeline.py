@@ -112,6 +112,8 @@ def _stale(out: Path, keep: set[str]) -> list[str]:
 def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bundle:
     """Run every stage into a staging folder in ``opts.out``, then commit it as one update."""
     _validate(opts)
+    if opts.out.is_dir():
+        recover(opts.out, log)  # a commit a killed export left half-done counts as done
     _check_target(opts)
     check_dir_writable(opts.out)
     made = opts.out
@@ -122,7 +124,6 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         opts.out.mkdir(parents=True, exist_ok=True)
     try:
         with bundle_lock(opts.out, log):
-            recover(opts.out, log)
             bundle = _export(opts, log)
     except BaseException:
         if made is not None:
