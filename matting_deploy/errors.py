@@ -1,5 +1,9 @@
 """User-facing errors: one line that names the file and the problem."""
 
+EXIT_BAD_INPUT = 2  # bad input or a failed check (MattingDeployError)
+EXIT_GATE = 1  # a drift or parity gate did not hold (GateFailed)
+EXIT_BUG = 70  # an unexpected exception: a bug in matting-deploy (EX_SOFTWARE)
+
 
 class MattingDeployError(Exception):
     """Bad input or a failed check; the CLI prints it as one line and exits with code 2."""
@@ -7,6 +11,10 @@ class MattingDeployError(Exception):
 
 class GateFailed(MattingDeployError):
     """A drift or parity gate did not hold (CLI exit code 1)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt so every ``finally`` cleans up."""
 
 
 def first_line(error: BaseException) -> str:

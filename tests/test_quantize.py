@@ -18,7 +18,7 @@ from matting_deploy.calib.feeder import CalibrationFeeder
 from matting_deploy.cli import main
 from matting_deploy.data.imaging import load_image
 from matting_deploy.data.preprocess import preprocess_for
-from matting_deploy.data.sources import find_source
+from matting_deploy.data.sources import find_source, readable_only
 from matting_deploy.errors import MattingDeployError
 from matting_deploy.fileio import sha256_file
 from matting_deploy.quantize import ranges
@@ -43,8 +43,8 @@ def test_calibrate_writes_trt_compatible_qdq_model_close_to_fp32(conv_setup):
     res = run_cli("--int8", "--bundle", bundle_dir, "--data", data, "--num", 20)
     assert res.exit_code == 0, res.output
     assert "broken.png" in res.output  # unreadable file reported by name and skipped
-    candidates = len(find_source(data).items)
-    assert f"--num 20 but {data} has {candidates} images; using all {candidates}" in res.output
+    candidates = len(readable_only(find_source(data)).items)  # broken.png is not a candidate
+    assert f"--num 20 but {data} has {candidates} readable images; using all {candidates}" in res.output
     assert "calibration: writing the Q/DQ model" in res.output
     bundle = Bundle.open(bundle_dir)
     for name in ("model.int8.onnx", "calib.cache", "calib.json"):

@@ -2,11 +2,14 @@
 
 from .layout import (
     ARTIFACT_FILES,
+    BUNDLE_FORMAT,
     CALIB_JSON,
+    DERIVED,
     ENGINE_FILE,
     INT8_FILE,
     MANIFEST,
     PRECISIONS,
+    REPORT_DIR,
     TRT_CACHE_FILE,
     TRT_PREFIX,
     engine_artifact,
@@ -14,10 +17,10 @@ from .layout import (
     engine_path,
     engine_precision,
 )
-from .manifest import BUNDLE_FORMAT, Bundle, StateSpec, new_manifest
+from .manifest import Bundle, StateSpec, new_manifest
 
 __all__ = [
-    "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "ENGINE_FILE", "INT8_FILE", "MANIFEST", "PRECISIONS",
-    "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name", "engine_path",
-    "engine_precision", "new_manifest",
+    "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "DERIVED", "ENGINE_FILE", "INT8_FILE", "MANIFEST", "PRECISIONS",
+    "REPORT_DIR", "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name",
+    "engine_path", "engine_precision", "new_manifest",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import MattingDeployError
 
+BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
@@ -15,6 +16,8 @@ TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt
 CALIB_JSON = "calib.json"
 ENGINE_FILE = "model.{precision}.engine"
 TRT_PREFIX = "trt-"  # manifest artifact name of an engine: trt-<precision>
+REPORT_DIR = "report"  # validate's default report folder
+RANGES_CACHE_DIR = ".calib-cache"  # calibrated ranges (ranges_cache.py)
 
 
 def engine_name(precision: str) -> str:
@@ -46,3 +49,8 @@ def engine_precision(artifact: str) -> str:
 def precision_order(artifact: str) -> tuple[int, str]:
     """Sort key: fp32, fp16, int8 first, anything else after, by name."""
     return (PRECISIONS.index(artifact) if artifact in PRECISIONS else 9, artifact)
+
+
+# What a new export makes stale: everything derived from the old model.
+DERIVED = (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON, *(engine_name(p) for p in PRECISIONS), REPORT_DIR,
+           RANGES_CACHE_DIR)

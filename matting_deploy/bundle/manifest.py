@@ -1,22 +1,25 @@
 """The model bundle: a folder of artifacts described by ``manifest.json``.
 
 ``export`` creates it; ``calibrate``, ``build`` and ``validate`` add to it. Every file in the
-bundle has an entry under ``files`` with its sha256.
+bundle has an entry under ``files`` with its sha256. Opening a bundle checks every manifest field
+it relies on (:func:`check_manifest`); every file it names must resolve inside the bundle and
+match its recorded sha256 (:meth:`Bundle.file_path`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import MattingDeployError
 from ..fileio import sha256_file, write_json
-from .layout import MANIFEST, PRECISIONS, engine_path, precision_order
-
-BUNDLE_FORMAT = 1
+from .checks import check_manifest
+from .commit import inside, recover
+from .layout import BUNDLE_FORMAT, MANIFEST, PRECISIONS, engine_path, precision_order
 
 
 @dataclass(frozen=True)
@@ -82,21 +85,24 @@ class Bundle:
         return cls(root, manifest)
 
     @classmethod
-    def open(cls, root: str | os.PathLike) -> Bundle:
+    def open(cls, root: str | os.PathLike, log: Callable[[str], None] | None = None) -> Bundle:
+        """Open and check a bundle (a commit an interrupted run left half-done is finished first)."""
         root = Path(root)
         path = root / MANIFEST
         if not root.is_dir():
             raise MattingDeployError(f"{root}: bundle folder does not exist")
+        recover(root, log)
         if not path.is_file():
             raise MattingDeployError(f"{path}: no manifest (make the bundle with 'matting-deploy export')")
         try:
             manifest = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise MattingDeployError(f"{path}: unreadable manifest ({e})") from None
-        for key in ("model", "input", "artifacts", "files"):
-            if key not in manifest:
-                raise MattingDeployError(f"{path}: manifest lacks '{key}'")
-        return cls(root, manifest)
+        check_manifest(manifest, path)
+        bundle = cls(root, manifest)
+        for name in manifest["files"]:
+            inside(root, name)
+        return bundle
 
     @property
     def model(self) -> str:
@@ -145,33 +151,44 @@ class Bundle:
         """Precisions whose engine file exists in the bundle folder."""
         return [p for p in PRECISIONS if self.engine_path(p).is_file()]
 
+    def has_file(self, name: str) -> bool:
+        """Whether the manifest lists ``name`` (committed by a stage)."""
+        return name in self.manifest["files"]
+
+    def file_path(self, name: str, check_sha: bool = True) -> Path:
+        """Path of a file the manifest lists: inside the bundle, present and (``check_sha``)
+        matching its recorded sha256."""
+        if name not in self.manifest["files"]:
+            raise MattingDeployError(f"{self.root / MANIFEST}: lists no file '{name}'")
+        path = inside(self.root, name)
+        if not path.is_file():
+            raise MattingDeployError(f"{path}: file is missing from the bundle")
+        if check_sha and sha256_file(path) != self.manifest["files"][name]["sha256"]:
+            raise MattingDeployError(f"{path}: sha256 differs from manifest.json (file changed?)")
+        return path
+
     def artifact_path(self, artifact: str) -> Path:
-        """Path of an artifact, checked to exist and to match its recorded sha256."""
+        """Path of an artifact, checked to be listed, inside the bundle and present."""
         files = self.artifacts
         if artifact not in files:
             raise MattingDeployError(
                 f"{self.root}: bundle has no '{artifact}' artifact (has: {', '.join(files)})"
             )
-        path = self.root / files[artifact]
-        if not path.is_file():
-            raise MattingDeployError(f"{path}: artifact file is missing")
-        return path
+        return self.file_path(files[artifact], check_sha=False)
 
     def verify(self, artifact: str) -> Path:
         """Like :meth:`artifact_path`, also checking the file's sha256 against the manifest."""
-        path = self.artifact_path(artifact)
-        want = self.manifest["files"].get(path.name, {}).get("sha256")
-        if want and sha256_file(path) != want:
-            raise MattingDeployError(f"{path}: sha256 differs from manifest.json (file changed?)")
-        return path
+        self.artifact_path(artifact)
+        return self.file_path(self.artifacts[artifact])
 
-    def add_file(self, name: str, artifact: str | None = None, **info: Any) -> None:
-        """Record a file (already in the bundle folder) with its sha256; does not save."""
-        entry = {"sha256": sha256_file(self.root / name), **info}
+    def add_file(self, name: str, artifact: str | None = None, folder: Path | None = None,
+                 **info: Any) -> None:
+        """Record a file (in the bundle folder, or staged in ``folder``) with its sha256; does not save."""
+        entry = {"sha256": sha256_file((folder or self.root) / name), **info}
         self.manifest["files"][name] = entry
         if artifact is not None:
             self.manifest["artifacts"][artifact] = name
 
     def save(self) -> None:
-        """Write the manifest atomically."""
+        """Write the manifest atomically (stages use :func:`.commit.commit` to add files)."""
         write_json(self.root / MANIFEST, self.manifest)

@@ -35,10 +35,11 @@ from .options import examples, split_list
 def bench(bundle, artifacts, backend, iters, warmup, threads, anchor, json_out, force):
     """Latency (p50/p90/p99), FPS and runner overhead over a bare engine call, per artifact."""
     from ..benchmark.pipeline import format_table, run_bench
-    from ..fileio import check_writable, write_json
+    from ..fileio import check_dir_writable, check_writable, write_json
 
     if json_out:
         check_writable(Path(json_out), force)
+        check_dir_writable(Path(json_out).parent)
     result = run_bench(bundle, split_list(artifacts), backend, iters, warmup, threads,
                        log=click.echo, anchor=anchor)
     click.echo("\n" + format_table(result))

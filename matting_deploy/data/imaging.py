@@ -3,36 +3,54 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ..errors import MattingDeployError
+from ..errors import MattingDeployError, first_line
 from ..fileio import atomic_path
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, verify: bool = False) -> Image.Image:
+    """Open and decode (``verify``: only check) an image; decompression bombs are refused."""
     try:
-        img = Image.open(path)
-        img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if verify:
+                img.verify()
+            else:
+                img.load()
         return img
     except FileNotFoundError:
         raise MattingDeployError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise MattingDeployError(f"{path}: cannot read image ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MattingDeployError(f"{path}: image too large (more than {Image.MAX_IMAGE_PIXELS} "
+                                 "pixels; a decompression bomb?)") from None
+    except Exception as e:  # PIL raises many unrelated types (OSError, SyntaxError, EOFError, ...)
+        raise MattingDeployError(f"{path}: cannot read image ({first_line(e)})") from None
 
 
-def _to_float(img: Image.Image) -> np.ndarray:
+def check_image(path: str | os.PathLike) -> None:
+    """Cheap readability check (header and structure, no full decode); raises MattingDeployError."""
+    _open(Path(path), verify=True).close()
+
+
+def _to_float(img: Image.Image, path: Path) -> np.ndarray:
     """Pixel values of any 8- or 16-bit mode as float32 in [0, 1] (H, W[, C])."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float32)
         top = 65535.0 if img.mode != "I" or arr.max() > 255 else 255.0
         return np.clip(arr / top, 0.0, 1.0)
     if img.mode == "F":
-        return np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+        arr = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise MattingDeployError(f"{path}: float image has NaN or infinite values")
+        return np.clip(arr, 0.0, 1.0)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
@@ -41,11 +59,11 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L", "1"):
-        grey = _to_float(img.convert("L") if img.mode == "1" else img)
+        grey = _to_float(img.convert("L") if img.mode == "1" else img, path)
         return np.repeat(grey[..., None], 3, axis=2)
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return _to_float(img)
+    return _to_float(img, path)
 
 
 def load_matte(path: str | os.PathLike) -> np.ndarray:
@@ -53,9 +71,10 @@ def load_matte(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     img = _open(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L"):
-        return _to_float(img)
+        return _to_float(img, path)
     if img.mode in ("LA", "RGBA", "RGB", "P", "1"):
-        return _to_float(img.convert("RGB"))[..., 0] if img.mode != "1" else _to_float(img.convert("L"))
+        rgb = img.convert("RGB" if img.mode != "1" else "L")
+        return _to_float(rgb, path)[..., 0] if img.mode != "1" else _to_float(rgb, path)
     raise MattingDeployError(f"{path}: unsupported matte mode {img.mode}")
 
 

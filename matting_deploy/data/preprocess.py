@@ -54,9 +54,19 @@ def to_model_input(
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]), geo
 
 
+def alpha_plane(pha: np.ndarray, where: str = "model") -> np.ndarray:
+    """Alpha ``(1, 1, h, w)`` (or ``(h, w)``) as an ``(h, w)`` float32 plane; a one-line error
+    when ``pha`` breaks the output contract (e.g. 3 channels)."""
+    pha = np.asarray(pha, dtype=np.float32)
+    if pha.ndim < 2 or pha.size != pha.shape[-2] * pha.shape[-1]:
+        raise MattingDeployError(f"{where}: output 'pha' has shape {pha.shape}; the contract is "
+                                 "(1, 1, H, W)")
+    return pha.reshape(pha.shape[-2:])
+
+
 def alpha_to_source(pha: np.ndarray, geo: Geometry) -> np.ndarray:
     """Model alpha ((1, 1, h, w) or (h, w)) -> alpha at the original image size, clipped to [0, 1]."""
-    plane = np.asarray(pha, dtype=np.float32).reshape(pha.shape[-2:])
+    plane = alpha_plane(pha)
     plane = plane[geo.top : geo.top + geo.height, geo.left : geo.left + geo.width]
     return np.clip(resize_plane(plane, *geo.src_hw), 0.0, 1.0)
 

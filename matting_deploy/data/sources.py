@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MattingDeployError
-from .imaging import IMAGE_EXTS, load_image
+from .imaging import IMAGE_EXTS, check_image, load_image
 from .pairs import is_ppm_layout, list_images
 from .video import VIDEO_EXTS, count_frames, float_frames, frame_rate, read_frames
 
@@ -83,6 +84,27 @@ def _checked(source: CalibSource) -> CalibSource:
     if not source.items:
         raise MattingDeployError(f"{source.root}: no calibration images found")
     return source
+
+
+def readable_only(source: CalibSource) -> CalibSource:
+    """The source without image files that fail a cheap readability check (listed in
+    ``skipped``), so that ``--num`` picks among readable images; an error naming the folder if
+    none is readable. Frames are renumbered; videos are checked when decoded."""
+    if source.kind == "video":
+        return source
+    good, skipped = [], list(source.skipped)
+    for item in source.items:
+        try:
+            check_image(item.path)
+            good.append(item)
+        except MattingDeployError as e:
+            skipped.append(str(e))
+    if not good:
+        raise MattingDeployError(f"{source.root}: no calibration image could be read "
+                                 f"({len(source.items)} tried; first: {skipped[-len(source.items)]})")
+    if source.kind == "frames":
+        good = [CalibItem(it.name, it.path, i) for i, it in enumerate(good)]
+    return CalibSource(source.root, source.kind, good, skipped)
 
 
 class FrameLoader:
@@ -188,7 +210,9 @@ def open_input(path: str | os.PathLike, as_: str | None = None) -> InferInput:
         if not files:
             raise MattingDeployError(f"{path}: no images ({', '.join(IMAGE_EXTS)})")
         clip = as_ == "video" or (as_ is None and numbered_frames(files))
-        frames = ((p.stem, load_image(p)) for p in files)
+        stems = Counter(p.stem for p in files)  # a.jpg and a.png must not share one output name
+        names = [p.stem if stems[p.stem] == 1 else f"{p.stem}.{p.suffix[1:]}" for p in files]
+        frames = ((n, load_image(p)) for n, p in zip(names, files, strict=True))
         return InferInput(path, "frames" if clip else "images", len(files), frames, clip)
     if not path.is_file():
         raise MattingDeployError(f"{path}: no such file or folder")

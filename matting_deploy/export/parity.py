@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.preprocess import preprocess_for
+from ..errors import MattingDeployError
+from ..models.specs import OUTPUT_CHANNELS
 from ..runtimes.base import Runner
 
 PARITY_FRAMES = 5
@@ -50,3 +52,23 @@ def compare(reference: Runner, candidate: Runner, frames: list[np.ndarray], agai
     candidate.reset()
     return {"against": against, "frames": len(frames), "max_abs": max_abs, "mean_abs": total / count,
             "max_abs_all": max_all}
+
+
+def check_outputs(runner: Runner, src: np.ndarray, model: str, where: str) -> None:
+    """One frame through ``runner``: ``pha`` (and RVM's ``fgr``) must have the contract's shape
+    (N, C, H, W) at the input size, with finite values; else a one-line error naming ``where``."""
+    runner.reset()
+    out = runner.run(src)
+    runner.reset()
+    n, _, h, w = src.shape
+    for name, channels in OUTPUT_CHANNELS.items():
+        if name not in out:
+            if name == "pha" or model == "rvm":
+                raise MattingDeployError(f"{where}: the model has no '{name}' output")
+            continue
+        want = (n, channels, h, w)
+        if tuple(out[name].shape) != want:
+            raise MattingDeployError(f"{where}: output '{name}' has shape {tuple(out[name].shape)}; "
+                                     f"the {model} contract is {want}")
+        if not np.isfinite(out[name]).all():
+            raise MattingDeployError(f"{where}: output '{name}' has NaN or infinite values")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import os
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,14 +11,17 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle import ARTIFACT_FILES, MANIFEST, Bundle, new_manifest
-from ..errors import MattingDeployError
-from ..fileio import sha256_file, staging_dir
+from ..bundle import ARTIFACT_FILES, DERIVED, MANIFEST, Bundle, new_manifest
+from ..bundle.checks import MAX_SIDE
+from ..bundle.commit import commit, inside, recover
+from ..bundle.lock import bundle_lock
+from ..errors import MattingDeployError, first_line
+from ..fileio import check_dir_writable, pause_point, sha256_file, staging_dir, write_errors
 from ..optional import require, versions
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
 from .from_onnx import prepare, state_specs
-from .parity import FP32_MAX_ABS, compare, parity_frames
+from .parity import FP32_MAX_ABS, check_outputs, compare, parity_frames
 
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
 
@@ -63,28 +67,68 @@ def _check_target(opts: ExportOptions) -> None:
 
 def _validate(opts: ExportOptions) -> None:
     if opts.model not in ("modnet", "rvm"):
-        raise MattingDeployError(f"unknown model '{opts.model}' (modnet or rvm)")
-    if opts.height <= 0 or opts.width <= 0:
-        raise MattingDeployError(f"bad input size {opts.height}x{opts.width}")
+        raise MattingDeployError(f"--model: unknown model '{opts.model}' (modnet or rvm)")
+    if not (0 < opts.height <= MAX_SIDE and 0 < opts.width <= MAX_SIDE):
+        raise MattingDeployError(f"--height/--width: must be in 1..{MAX_SIDE}, got {opts.height}x{opts.width}")
     if opts.model == "modnet" and (opts.height % 32 or opts.width % 32):
         raise MattingDeployError(
-            f"MODNet needs height and width divisible by 32, got {opts.height}x{opts.width}"
+            f"--height/--width: MODNet needs both divisible by 32, got {opts.height}x{opts.width}"
         )
     if not 0 < opts.downsample_ratio <= 1:
-        raise MattingDeployError(f"--downsample-ratio must be in (0, 1], got {opts.downsample_ratio}")
+        raise MattingDeployError(f"--downsample-ratio: must be in (0, 1], got {opts.downsample_ratio}")
     if opts.from_onnx and opts.dynamic:
         raise MattingDeployError("--from-onnx makes a static graph; drop --dynamic")
     if opts.opset < 13:
         raise MattingDeployError(f"--opset {opts.opset}: need 13 or later (per-channel Q/DQ, Resize)")
 
 
+def _stale(out: Path, keep: set[str]) -> list[str]:
+    """What an export over ``out`` makes stale: files the old manifest lists that the new one
+    does not, and everything derived from the old model (INT8, caches, engines, report)."""
+    try:
+        old = json.loads((out / MANIFEST).read_text()).get("files", {})
+        old = list(old) if isinstance(old, dict) else []
+    except (OSError, ValueError, AttributeError):
+        old = []
+    names = []
+    for name in [*old, *DERIVED]:
+        try:
+            path = inside(out, name)
+        except MattingDeployError:
+            continue
+        if name not in keep and name not in names and (path.exists() or path.is_symlink()):
+            names.append(name)
+    return names
+
+
 def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bundle:
-    """Run every stage into a staging folder, then move the files into ``opts.out``."""
+    """Run every stage into a staging folder in ``opts.out``, then commit it as one update."""
     _validate(opts)
+    if opts.out.is_dir():
+        recover(opts.out, log)  # a commit a killed export left half-done counts as done
     _check_target(opts)
+    check_dir_writable(opts.out)
+    made = opts.out
+    while not made.parent.exists():
+        made = made.parent
+    made = None if made.exists() else made
+    with write_errors(opts.out):
+        opts.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with bundle_lock(opts.out, log):
+            bundle = _export(opts, log)
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+    written = ", ".join([*bundle.artifacts.values(), MANIFEST])
+    log(f"wrote {opts.out} ({written}) in {bundle.manifest['export_seconds']:.1f}s")
+    return bundle
+
+
+def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
     progress = Progress(log)
-    parent = opts.out.resolve().parent
-    with staging_dir(parent) as stage:
+    with staging_dir(opts.out) as stage:
         raw = stage / "raw.onnx"
         if opts.from_onnx:
             prepared = prepare(opts.model, opts.from_onnx, opts.height, opts.width, opts.downsample_ratio)
@@ -126,7 +170,14 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         states = state_specs(shapes)
         frames = parity_frames(opts.model, opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
-        parity = {"fp32": compare(reference, fp32, frames, against)}
+        try:
+            check_outputs(fp32, frames[0], opts.model, opts.from_onnx or "exported graph")
+            parity = {"fp32": compare(reference, fp32, frames, against)}
+        except MattingDeployError:
+            raise
+        except Exception as e:  # onnxruntime/torch errors of a broken source graph
+            raise MattingDeployError(f"{opts.from_onnx or opts.weights or opts.model}: running the "
+                                     f"model failed ({first_line(e)})") from None
         p32 = parity["fp32"]
         progress.stage("check", f"onnx.checker ok; parity vs {against}: max {p32['max_abs']:.2e} "
                                 f"mean {p32['mean_abs']:.2e}, all outputs max {p32['max_abs_all']:.2e}, "
@@ -156,12 +207,13 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
             opset=opts.opset, inputs=inputs, outputs=outputs, states=states,
             versions=versions(VERSIONED), parity=parity, simplified=why is None,
         )
-        bundle = Bundle.create(opts.out, manifest)
+        bundle = Bundle(opts.out, manifest)
         for path, artifact in zip(files, ("fp32", "fp16"), strict=False):
-            os.replace(path, opts.out / path.name)
-            bundle.add_file(path.name, artifact=artifact, precision=artifact)
+            bundle.add_file(path.name, artifact=artifact, folder=stage, precision=artifact)
         manifest["export_seconds"] = round(progress.total(), 2)
-        bundle.save()
-    written = ", ".join([*bundle.artifacts.values(), MANIFEST])
-    log(f"wrote {opts.out} ({written}) in {progress.total():.1f}s")
+        stale = _stale(opts.out, set(manifest["files"])) if opts.force else []
+        pause_point("export-staged")
+        commit(opts.out, stage, manifest, [p.name for p in files], stale)
+    if stale:
+        log(f"removed what the old model made stale: {', '.join(stale)}")
     return bundle

@@ -8,7 +8,6 @@ videos by default for video input (``com.mp4``, ``pha.mp4``, ``fgr.mp4``), PNG f
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -16,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import Bundle
-from ..data.preprocess import alpha_to_source, preprocess_for
+from ..data.preprocess import alpha_plane, alpha_to_source, preprocess_for
 from ..data.sources import InferInput, open_input
 from ..data.video import DEFAULT_FPS
 from ..errors import MattingDeployError
-from ..fileio import staging_dir, write_json
+from ..fileio import check_dir_writable, deferred_signals, pause_point, staging_dir, write_json
 from ..progress import bar as progress_bar
 from ..runtimes.open import open_runner
 from .outputs import OUTPUT_TYPES, PNG_OUTPUTS, VIDEO_OUTPUTS, PngOutput, VideoOutput, background_for, fgr_to_source
@@ -83,7 +82,8 @@ def run_infer(
         raise MattingDeployError(f"--output-type {output_type}: choose {' or '.join(OUTPUT_TYPES)}")
     if not video_mbps > 0:
         raise MattingDeployError(f"--video-mbps must be positive, got {video_mbps}")
-    bun = Bundle.open(bundle)
+    check_dir_writable(out)
+    bun = Bundle.open(bundle, log)
     bg = background_for(background)
     source = open_input(input_path, as_)
     output_type = output_type or ("video" if source.kind == "video" and source.clip else "png")
@@ -110,12 +110,13 @@ def run_infer(
         def emit(outs: dict[str, Any], meta: tuple[str, Any, Any]) -> None:
             nonlocal count
             name, image, geo = meta
-            alpha = alpha_to_source(outs["pha"], geo)
+            alpha = alpha_to_source(alpha_plane(outs["pha"], f"{bun.root} ({artifact})"), geo)
             fgr = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else None
             a = alpha[..., None]
             fg = image if fgr is None else fgr
             sink.write(name, alpha, a * fg + (1.0 - a) * bg(*alpha.shape), fgr)
             count += 1
+            pause_point("infer-frames")
 
         pending: deque = deque()
         bar = progress_bar(source.count, "infer", unit="frame", enabled=progress)
@@ -150,11 +151,11 @@ def run_infer(
             "outputs": list(sink.names), "seconds": round(seconds, 2),
         })
         out.mkdir(parents=True, exist_ok=True)
-        for name in (*sink.names, "infer.json"):
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(stage / name, target)
+        with staging_dir(out.parent) as trash, deferred_signals():
+            for name in (*sink.names, "infer.json"):  # infer.json last: it says the run completed
+                if (out / name).exists():
+                    os.replace(out / name, trash / name)
+                os.replace(stage / name, out / name)
     written = ", ".join(f"{out}/{n}" for n in sink.names)
     log(f"{count} frame(s) -> {written} in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s end to end)")
     return {"frames": count, "seconds": seconds, "kind": source.kind, "clip": source.clip, "out": str(out)}

@@ -27,6 +27,8 @@ def bgm_size_problem(height: int, width: int) -> str | None:
     if min(height, width) < BGM_MIN_SIZE:
         return f"BGM needs height and width of at least {BGM_MIN_SIZE}, got {height}x{width}"
     return None
+# The output contract of both models: name -> channels of its (N, C, H, W) tensor at input size.
+OUTPUT_CHANNELS = {"pha": 1, "fgr": 3}
 
 
 def rvm_state_shapes(

@@ -6,7 +6,6 @@ speed); entropy calibration uses the vectorised KL search of :mod:`.ranges`.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from onnxruntime.quantization.calibrate import (
 )
 
 from ..errors import MattingDeployError
+from ..fileio import temp_dir
 from .qdq import METHODS
 from .ranges import guard_ranges, kl_threshold
 from .recipe import Recipe
@@ -98,8 +98,8 @@ def collect_ranges(
 
     Returns {tensor: (min, max)} after the recipe's range guard, and {tensor: 'method'|'mse'}.
     """
-    with tempfile.TemporaryDirectory(prefix="md-cal-") as tmp:
-        cal = make_calibrator(fp32, method, tensors, recipe, Path(tmp))
+    with temp_dir("md-cal-") as tmp:
+        cal = make_calibrator(fp32, method, tensors, recipe, tmp)
         with _silenced(quiet):
             while not feeder.done:
                 feeder.next_chunk()
@@ -109,7 +109,7 @@ def collect_ranges(
                     if "No data" not in str(e):
                         raise
             if not feeder.used:
-                raise MattingDeployError("no calibration image could be read")
+                raise MattingDeployError(f"{feeder.source.root}: no calibration image could be read")
             data = cal.compute_data()
         hists = cal.collector.histogram_dict if getattr(cal, "collector", None) else {}
     ranges = {name: (float(np.min(td.range_value[0])), float(np.max(td.range_value[1])))

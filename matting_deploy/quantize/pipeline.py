@@ -7,19 +7,29 @@ optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache +
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import onnx
 
-from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE, Bundle, ranges_cache, trt_cache
+from ..bundle import (
+    CALIB_JSON,
+    INT8_FILE,
+    TRT_CACHE_FILE,
+    Bundle,
+    engine_artifact,
+    engine_name,
+    ranges_cache,
+    trt_cache,
+)
+from ..bundle.commit import commit
+from ..bundle.lock import bundle_lock
 from ..calib.feeder import CalibrationFeeder
 from ..calib.sampling import choose, fingerprint, split_holdout
-from ..data.sources import find_source
+from ..data.sources import find_source, readable_only
 from ..errors import MattingDeployError
-from ..fileio import atomic_path, check_writable, sha256_file
+from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import collect, qdq, sensitivity
 from .drift import CalibContext, fallback, progress_bar
@@ -30,38 +40,61 @@ CHUNK = 8  # calibration images per collect_data call (bounds histogram memory)
 MAX_HOLDOUT = 8
 
 
+OUTPUTS = (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON)
+
+
+def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None) -> None:
+    if num < 1:
+        raise MattingDeployError(f"--num must be at least 1, got {num}")
+    if seed < 0:
+        raise MattingDeployError(f"--seed must be 0 or more, got {seed}")
+    if warmup_frames < 1:
+        raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
+    if max_drift is not None and not 0 < max_drift < float("inf"):
+        raise MattingDeployError(f"--max-drift must be a positive number, got {max_drift}")
+
+
 def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
                     max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
                     force: bool = False, echo: Callable[[str], None] = print) -> dict:
-    """The whole calibrate command; returns a summary dict (also written to calib.json)."""
-    if num < 1:
-        raise MattingDeployError(f"--num must be at least 1, got {num}")
-    if warmup_frames < 1:
-        raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
-    if max_drift is not None and not max_drift > 0:
-        raise MattingDeployError(f"--max-drift must be positive, got {max_drift}")
+    """The whole calibrate command; returns a summary dict (also written to calib.json).
+
+    Holds the bundle's lock; the outputs are staged and committed with one manifest update.
+    """
+    _check_args(num, seed, warmup_frames, max_drift)
+    check_dir_writable(bundle_dir)
+    with bundle_lock(bundle_dir, echo):
+        return _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo)
+
+
+def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo) -> dict:
     t0 = time.perf_counter()
-    bundle = Bundle.open(bundle_dir)
+    bundle = Bundle.open(bundle_dir, echo)
     fp32_path = bundle.verify("fp32")
     root = bundle.root
-    for name in (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON):
-        check_writable(root / name, force)
+    for name in OUTPUTS:
+        if bundle.has_file(name) and not force:
+            raise MattingDeployError(f"{root / name}: already exists (pass --force to overwrite)")
+        if (root / name).exists() and not bundle.has_file(name):
+            echo(f"note: {root / name}: not in manifest.json (left by an interrupted run); replacing it")
     source = find_source(data)
+    source = readable_only(source)
+    for line in source.skipped:
+        echo(f"skipped: {line}")
     chosen = choose(source.items, num, seed)
     if num > len(source.items):
-        echo(f"calibration: --num {num} but {data} has {len(source.items)} images; using all "
+        echo(f"calibration: --num {num} but {data} has {len(source.items)} readable images; using all "
              f"{len(source.items)}")
     held: list = []
     if max_drift is not None:
         frac = min(0.2, MAX_HOLDOUT / len(chosen)) if len(chosen) > 1 else 0.0
         chosen, held = split_holdout(chosen, frac, seed)
-    model_sha = bundle.manifest["files"].get(fp32_path.name, {}).get("sha256") or sha256_file(fp32_path)
+    model_sha = bundle.manifest["files"][bundle.artifacts["fp32"]]["sha256"]
     data_fp = fingerprint(source)
     recipe = default_recipe(bundle.model)
     frames = warmup_frames if bundle.recurrent else 1
 
-    with tempfile.TemporaryDirectory(prefix="md-calib-") as tmp:
-        tmp = Path(tmp)
+    with temp_dir("md-calib-") as tmp, staging_dir(root) as stage:
         prepared = qdq.prepare_fp32(fp32_path, tmp / "fp32.onnx")
         model = onnx.load(str(prepared))
         excl = excluded_nodes(model, recipe)
@@ -71,10 +104,11 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             holdout=len(held), recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
-        entry = ranges_cache.load(root, key)
+        entry = ranges_cache.load(root, key, set(tensors), echo)
+        staged = list(OUTPUTS)
         if entry is not None:
             echo(f"calibration: reusing cached ranges from an identical earlier run "
-                 f"({ranges_cache.CACHE_DIR}/{key}.json)")
+                 f"({ranges_cache.entry_name(key)})")
             ranges, sources = entry["ranges"], entry.get("sources", {})
             cal_seconds, cached = entry.get("seconds"), True
         else:
@@ -84,6 +118,7 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
                                        frames, chunk=CHUNK, on_item=lambda _: bar.update(1))
+            pause_point("calibrate-collect")
             try:
                 ranges, sources = collect.collect_ranges(prepared, method, tensors, recipe, feeder)
             finally:
@@ -93,7 +128,9 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             cal_seconds, cached = round(time.perf_counter() - t, 2), False
             entry = {"key": key, "ranges": ranges, "sources": sources, "seconds": cal_seconds,
                      "images": [it.name for it in feeder.used], "skipped": feeder.skipped}
-            ranges_cache.store(root, key, entry)
+            (stage / ranges_cache.CACHE_DIR).mkdir()
+            (stage / ranges_cache.entry_name(key)).write_text(json.dumps(entry, indent=2) + "\n")
+            staged.append(ranges_cache.entry_name(key))
             echo(f"calibration: {len(feeder.used)} images, {len(ranges)} tensors in "
                  f"{cal_seconds:.1f} s")
         used = entry.get("images", [])
@@ -107,8 +144,7 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             excl = excluded_nodes(model, recipe)
 
         echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
-        qtmp = tmp / INT8_FILE
-        qdq.write_qdq(prepared, qtmp, ranges, method, recipe, excl)
+        qdq.write_qdq(prepared, stage / INT8_FILE, ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)
         scales = {t: scale_of(*ranges[t]) for t in sorted(ranges)}
         summary = {
@@ -129,22 +165,32 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
                             "range_from": sources.get(t, "method")} for t in scales},
             "max_drift": drift_report,
         }
-        with atomic_path(root / INT8_FILE, force) as out:
-            out.write_bytes(qtmp.read_bytes())
-        with atomic_path(root / TRT_CACHE_FILE, force) as out:
-            out.write_text(trt_cache.format_cache(scales))
-        with atomic_path(root / CALIB_JSON, force) as out:
-            out.write_text(json.dumps(summary, indent=2) + "\n")
-    bundle.add_file(INT8_FILE, artifact="int8", precision="int8", format="qdq", method=method)
-    bundle.add_file(TRT_CACHE_FILE, kind="tensorrt-calibration-cache")
-    bundle.add_file(CALIB_JSON, kind="calibration")
-    bundle.manifest["calibration"] = {
-        "method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
-        "warmup_frames": frames, "cache_key": key, "float_nodes": len(excl),
-        "max_drift": None if drift_report is None else {
-            k: drift_report[k] for k in ("target", "drift_before", "drift_after", "nodes")},
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    bundle.save()
+        (stage / TRT_CACHE_FILE).write_text(trt_cache.format_cache(scales))
+        (stage / CALIB_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+        bundle.add_file(INT8_FILE, artifact="int8", folder=stage, precision="int8", format="qdq",
+                        method=method)
+        bundle.add_file(TRT_CACHE_FILE, folder=stage, kind="tensorrt-calibration-cache")
+        bundle.add_file(CALIB_JSON, folder=stage, kind="calibration")
+        stale = _drop_int8_engine(bundle)
+        bundle.manifest["calibration"] = {
+            "method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
+            "warmup_frames": frames, "cache_key": key, "float_nodes": len(excl),
+            "max_drift": None if drift_report is None else {
+                k: drift_report[k] for k in ("target", "drift_before", "drift_after", "nodes")},
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        pause_point("calibrate-staged")
+        commit(root, stage, bundle.manifest, staged, stale)
+    if stale:
+        echo(f"removed {', '.join(stale)} (built from the previous calibration)")
     return {"bundle": str(root), "images": len(used), "tensors": len(scales),
             "float_nodes": len(excl), "max_drift": drift_report}
+
+
+def _drop_int8_engine(bundle: Bundle) -> list[str]:
+    """Forget the INT8 engine (built from the previous calibration); returns the file to remove."""
+    name = engine_name("int8")
+    bundle.manifest["files"].pop(name, None)
+    bundle.manifest["artifacts"].pop(engine_artifact("int8"), None)
+    bundle.manifest.get("engines", {}).pop("int8", None)
+    return [name] if (bundle.root / name).exists() else []

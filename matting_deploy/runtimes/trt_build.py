@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import ARTIFACT_FILES, PRECISIONS, TRT_CACHE_FILE, Bundle, engine_artifact, engine_name
+from ..bundle.commit import commit
+from ..bundle.lock import bundle_lock
 from ..bundle.trt_cache import CalibCache, read_cache
 from ..errors import MattingDeployError
-from ..fileio import atomic_path, check_writable, sha256_file
+from ..fileio import atomic_path, check_dir_writable, check_writable, sha256_file, staging_dir
 from ..optional import require
 from .trt_logger import make_logger
 
@@ -202,8 +204,14 @@ def build_engine(
     Raises MattingDeployError (nothing written) when TensorRT or a GPU is missing, the bundle
     lacks what the recipe needs, or TensorRT fails to parse or build.
     """
+    check_dir_writable(bundle_dir)
+    with bundle_lock(bundle_dir, log):
+        return _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device)
+
+
+def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device) -> Path:
     start = time.perf_counter()
-    bundle = Bundle.open(bundle_dir)
+    bundle = Bundle.open(bundle_dir, log)
     if precision not in PRECISIONS:
         raise MattingDeployError(
             f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
@@ -214,7 +222,7 @@ def build_engine(
     gpu, capability = cuda_gpu(device)
     plan = plan_build(bundle, precision, trt.__version__)
     onnx_path = bundle.verify(plan.artifact)
-    cache = read_cache(bundle.root / CALIB_CACHE) if plan.calib_cache else None
+    cache = read_cache(bundle.file_path(CALIB_CACHE)) if plan.calib_cache else None  # listed, sha256 checked
     log(f"building {engine_file} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
         f"(sm {capability}): {plan.mode}")
 
@@ -258,14 +266,25 @@ def build_engine(
             f"{onnx_path}: TensorRT could not build the {precision} engine "
             f"({logger.errors[-1] if logger.errors else 'no detail'}){hint}"
         )
-    with atomic_path(engine_path, force) as tmp:
-        tmp.write_bytes(memoryview(serialized))
+    with staging_dir(bundle.root) as stage:
+        (stage / engine_file).write_bytes(memoryview(serialized))
+        _record(bundle, stage, plan, onnx_path, cache, trt, gpu, capability, workspace_mb,
+                round(time.perf_counter() - start, 2))
+        commit(bundle.root, stage, bundle.manifest, [engine_file])
     if cache_path is not None:
         with atomic_path(cache_path, force=True) as tmp:
             tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
     del calibrator
+    seconds = bundle.manifest["engines"][precision]["build_seconds"]
+    log(f"wrote {engine_path} ({engine_path.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
+    return engine_path
 
-    seconds = round(time.perf_counter() - start, 2)
+
+def _record(bundle: Bundle, stage: Path, plan: Plan, onnx_path: Path, cache: CalibCache | None, trt: Any,
+            gpu: str, capability: str, workspace_mb: int | None, seconds: float) -> None:
+    """The engine's entries in the manifest (files, artifacts, engines); not saved."""
+    precision = plan.precision
+    engine_file = engine_name(precision)
     info = {
         "precision": precision,
         "tensorrt": trt.__version__,
@@ -281,9 +300,6 @@ def build_engine(
     }
     if cache is not None:
         info["calib_cache_sha256"] = sha256_file(bundle.root / CALIB_CACHE)
-    bundle.add_file(engine_file, artifact=engine_artifact(precision), **info)
+    bundle.add_file(engine_file, artifact=engine_artifact(precision), folder=stage, **info)
     bundle.manifest.setdefault("engines", {})[precision] = {
         "file": engine_file, "sha256": bundle.manifest["files"][engine_file]["sha256"], **info}
-    bundle.save()
-    log(f"wrote {engine_path} ({engine_path.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
-    return engine_path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,14 @@ class Gates:
 
     max_mse_ratio: float = 1.10
     max_miou_drop: float = 0.003
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.max_mse_ratio, (int, float)) and math.isfinite(self.max_mse_ratio)
+                and self.max_mse_ratio > 0):
+            raise MattingDeployError(f"--max-mse-ratio: must be a finite number above 0, got "
+                                     f"{self.max_mse_ratio}")
+        if not (isinstance(self.max_miou_drop, (int, float)) and 0 <= self.max_miou_drop <= 1):
+            raise MattingDeployError(f"--max-miou-drop: must be a number in [0, 1], got {self.max_miou_drop}")
 
 
 @dataclass
@@ -77,32 +86,57 @@ def protocol_mismatch(theirs: dict[str, Any], ours: dict[str, Any]) -> str | Non
     return f"reference was measured differently: {fields}; {how}"
 
 
+UPPER = {"mse": 1.0, "mad": 1.0, "miou": 1.0}  # alphas are in [0, 1]: these cannot exceed 1
+
+
+def _metrics(path: Path, values: Any, names: tuple[str, ...], field: str, needed: bool) -> dict | None:
+    """A reference row's metrics, each a finite number in its range, or a one-line error."""
+    if values is None and not needed:
+        return None
+    if not isinstance(values, dict):
+        raise MattingDeployError(f"{path}: reference field '{field}' must be an object of metrics "
+                                 f"({', '.join(names)}), got {values!r:.40}")
+    out = {}
+    for m in names:
+        v = values.get(m)
+        top = UPPER.get(m, math.inf)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= top and math.isfinite(v)):
+            want = f"a number in [0, {top:g}]" if m in UPPER else "a finite number >= 0"
+            raise MattingDeployError(f"{path}: reference field '{field}.{m}' must be {want}, "
+                                     f"got {v!r:.40}")
+        out[m] = float(v)
+    return out
+
+
 def load_reference(path: str | os.PathLike, protocol: dict[str, Any]) -> Reference:
-    """The FP32 row of a previous report.json, checked to come from the same protocol and images."""
+    """The FP32 row of a previous report.json, checked field by field (types, finite, in range)
+    and to come from the same protocol and images."""
     path = Path(path)
     try:
         report = json.loads(path.read_text())
-        results = report["results"]
-        theirs = report["protocol"]
     except FileNotFoundError:
         raise MattingDeployError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError) as e:
         raise MattingDeployError(f"{path}: not a validate report.json ({e})") from None
+    theirs = report.get("protocol") if isinstance(report, dict) else None
+    results = report.get("results") if isinstance(report, dict) else None
+    if not isinstance(theirs, dict) or not isinstance(results, list):
+        raise MattingDeployError(f"{path}: not a validate report.json (needs 'protocol' and 'results')")
     mismatch = protocol_mismatch(theirs, protocol)
     if mismatch:
         raise MattingDeployError(f"{path}: {mismatch}")
-    fp32 = [r for r in results if r.get("artifact") == "fp32"]
+    fp32 = [r for r in results if isinstance(r, dict) and r.get("artifact") == "fp32"]
     fp32.sort(key=lambda r: (not r.get("reference"), r.get("backend") != "cpu"))
     if not fp32:
         raise MattingDeployError(f"{path}: reference report has no fp32 row")
     row = fp32[0]
-    clip = row.get("clip")
+    backend = row.get("backend")
     return Reference(
         str(path),
         "fp32",
-        row.get("backend", "?"),
-        row.get("metrics"),
-        {k: clip[k] for k in CLIP_METRICS} if clip else None,
+        backend if isinstance(backend, str) else "?",
+        _metrics(path, row.get("metrics"), METRICS, "fp32.metrics", protocol.get("n_images", 0) > 0),
+        _metrics(path, row.get("clip"), CLIP_METRICS, "fp32.clip", protocol.get("n_clips", 0) > 0),
     )
 
 

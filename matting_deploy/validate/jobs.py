@@ -46,7 +46,7 @@ def plan_jobs(
     wanted = list(BACKENDS) if auto else backends
     for b in wanted:
         if b not in BACKENDS:
-            raise MattingDeployError(f"unknown backend '{b}' (choose from {', '.join(BACKENDS)})")
+            raise MattingDeployError(f"--backends: unknown backend '{b}' (choose from {', '.join(BACKENDS)})")
     jobs: list[Job] = []
     notes: list[str] = []
     lacking = [b for b in wanted if b in ORT_BACKENDS and b not in have]

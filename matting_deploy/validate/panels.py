@@ -4,6 +4,7 @@ furthest from FP32 (drift), so a small FP16/INT8 drift is visible and located.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +104,11 @@ def worst_images(
     return sorted(_candidates(row.run, data), key=badness, reverse=True)[:k]
 
 
+def _safe(text: str) -> str:
+    """A file-name part: anything but letters, digits, '.', '_', '+', '-' becomes '_' (no '..')."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text).replace("..", "_")
+
+
 def write_panels(
     folder: Path,
     rows: list[Row],
@@ -116,13 +122,13 @@ def write_panels(
     for row in rows:
         if row.is_reference:
             continue
-        sub = f"worst/{row.run.job.artifact}-{row.run.job.backend}"
+        sub = "worst/" + _safe(f"{row.run.job.artifact}-{row.run.job.backend}")
         (folder / sub).mkdir(parents=True, exist_ok=True)
         for rank, (key, pair, scored) in enumerate(worst_images(row, fp32_row, data, k), 1):
             gt = load_matte(pair.matte)
             alpha = alpha_to_source(scored.pha, scored.geometry)
             img = panel(load_image(pair.image), gt, fp32_alpha(key, pair), alpha, row.label)
-            name = f"{sub}/{rank}-{key.replace('/', '_')}.png"
+            name = f"{sub}/{rank}-{_safe(key)}.png"
             img.save(folder / name, format="PNG")
             written.setdefault(row.label, []).append(name)
     return written

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..bundle import Bundle
+from ..bundle import REPORT_DIR, Bundle
+from ..bundle.lock import bundle_lock
 from ..data.pairs import load_dataset
 from ..data.preprocess import alpha_to_source
 from ..errors import GateFailed, MattingDeployError
+from ..fileio import check_dir_writable, pause_point
 from ..optional import versions
 from ..runtimes.open import open_runner
 from . import gates as G
@@ -42,9 +45,19 @@ def run_validation(
     writing the report, when a drift gate fails.
     """
     start = time.perf_counter()
-    bun = Bundle.open(bundle)
-    out = Path(report) if report else bun.root / "report"
+    gates = G.Gates(max_mse_ratio, max_miou_drop)
+    bun = Bundle.open(bundle, log)
+    out = Path(report) if report else bun.root / REPORT_DIR
     R.check_report_dir(out, force)
+    check_dir_writable(out.parent)
+    in_bundle = out.resolve().is_relative_to(bun.root.resolve())
+    with bundle_lock(bun.root, log) if in_bundle else contextlib.nullcontext():
+        return _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, reference, gates,
+                         out, force, log, progress, start)
+
+
+def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, reference, gates, out,
+              force, log, progress, start) -> dict[str, Any]:
     dataset = load_dataset(data, limit)
     scorer = Scorer(bun, resize, warmup_frames)
     h, w = bun.input_hw
@@ -62,7 +75,6 @@ def run_validation(
         "n_clip_frames": dataset.n_frames,
         "digest": dataset.digest(),
     }
-    gates = G.Gates(max_mse_ratio, max_miou_drop)
     ref = G.load_reference(reference, protocol) if reference else None
 
     notes = list(dataset.notes)
@@ -115,6 +127,7 @@ def run_validation(
         versions={"matting-deploy": __version__, **versions(["onnxruntime"])},
         seconds=round(time.perf_counter() - start, 2),
     )
+    pause_point("validate-scored")
     R.write_report(out, force, result, rows, tables, dataset, fp32_alpha)
     log(f"\nreport: {out}")
     log(f"total time: {time.perf_counter() - start:.1f} s")

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 
 from ..data.pairs import DataSet, Pair
 from ..errors import MattingDeployError
-from ..fileio import staging_dir
+from ..fileio import deferred_signals, pause_point, staging_dir
 from .gates import CLIP_METRICS, Gates, Reference, Row, failures
 from .metrics import METRICS
 from .panels import write_panels
@@ -233,10 +232,8 @@ def write_report(
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report, tables, panels))
         (tmp / "per_image.csv").write_text(per_image_csv(rows))
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        pause_point("report-staged")
+        with staging_dir(out.parent) as trash, deferred_signals():
+            if out.exists():
+                os.replace(out, trash / "old")
+            os.replace(tmp, out)

@@ -20,7 +20,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..data.imaging import load_image, load_matte
 from ..data.pairs import Clip, DataSet, Pair
-from ..data.preprocess import Geometry, alpha_to_source, preprocess_for
+from ..data.preprocess import Geometry, alpha_plane, alpha_to_source, preprocess_for
 from ..errors import MattingDeployError, first_line
 from ..runtimes.open import open_runner
 from .jobs import Job
@@ -104,7 +104,7 @@ class Scorer:
             raise
         except Exception as e:  # runtime errors of any engine: one line naming the artifact
             raise MattingDeployError(f"{path}: inference failed ({first_line(e)})") from None
-        return np.array(out["pha"], dtype=np.float32).reshape(out["pha"].shape[-2:])
+        return np.array(alpha_plane(out["pha"], str(path)))
 
     def _score(
         self, pair: Pair, pha: np.ndarray, geo: Geometry
