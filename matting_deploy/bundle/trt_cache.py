@@ -21,8 +21,22 @@ from pathlib import Path
 
 from ..errors import MattingDeployError, first_line
 
-DEFAULT_VERSION = 8601
+DEFAULT_TRT_VERSION = "8.6.1"  # calibrate's default target: TensorRT 8.6 GA (desktop, JetPack 6.0 has 8.6.2)
 DEFAULT_ALGORITHM = "EntropyCalibration2"
+
+
+def cache_version_code(version: tuple[int, int, int]) -> int:
+    """TensorRT's NV_TENSORRT_VERSION, written in the header: 8.x major*1000+minor*100+patch
+    (8.5.2 -> 8502), >= 10 major*10000+minor*100+patch (10.3.0 -> 100300)."""
+    major, minor, patch = version
+    if major <= 8:
+        return major * 1000 + minor * 100 + patch
+    if major >= 10:
+        return major * 10000 + minor * 100 + patch
+    raise MattingDeployError(f"TensorRT {major}.x calibration cache headers are not known here")
+
+
+DEFAULT_VERSION = cache_version_code((8, 6, 1))
 
 
 def scale_hex(scale: float) -> str:
@@ -47,6 +61,13 @@ def format_cache(
             raise MattingDeployError(f"calibration cache: tensor '{name}' has scale {scale}")
         lines.append(f"{name}: {scale_hex(scale)}")
     return "\n".join(lines) + "\n"
+
+
+def with_version(text: str, version: int) -> str:
+    """The cache text with its header naming TensorRT ``version`` (the calibrator kept): what a
+    TensorRT of that version reads instead of skipping the file."""
+    header, scales = parse_cache(text)
+    return format_cache(scales, version, header.split("-")[-1])
 
 
 def parse_cache(text: str) -> tuple[str, dict[str, float]]:

@@ -1,7 +1,12 @@
 """``calibrate --int8`` as a function: KL-calibrated Q/DQ INT8 model and TensorRT cache.
 
 data -> sampled items -> CalibrationFeeder (RVM warm-up) -> collect (statistics) -> ranges ->
-optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache + calib.json.
+optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache + calib.json,
+checked against TensorRT's rules (check.gate) before anything is written.
+
+Ranges are collected for the Conv inputs the recipe quantizes and, for implicit INT8 (TensorRT
+8.5/8.6/10.0), for the (fused) output of every INT8 Conv (implicit.py): calib.cache holds both
+sides of each INT8 layer, headed for ``--trt-version``.
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ import onnx
 from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE, Bundle, ranges_cache, trt_cache
 from ..calib.feeder import CalibrationFeeder
 from ..calib.sampling import choose, fingerprint, split_holdout
+from ..check import int8_mac_share
+from ..check.gate import check_calibration
+from ..check.support import target_for_version
 from ..data.sources import find_source
 from ..errors import MattingDeployError
 from ..fileio import atomic_path, check_writable, sha256_file
 from ..runtimes.onnxruntime_runner import OrtRunner
-from . import collect, qdq, sensitivity
+from . import collect, implicit, qdq, sensitivity
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -32,14 +40,19 @@ MAX_HOLDOUT = 8
 
 def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
                     max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
-                    force: bool = False, echo: Callable[[str], None] = print) -> dict:
-    """The whole calibrate command; returns a summary dict (also written to calib.json)."""
+                    force: bool = False, echo: Callable[[str], None] = print,
+                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION) -> dict:
+    """The whole calibrate command; returns a summary dict (also written to calib.json).
+
+    ``trt_version``: the TensorRT that reads calib.cache (its header names that version).
+    """
     if num < 1:
         raise MattingDeployError(f"--num must be at least 1, got {num}")
     if warmup_frames < 1:
         raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
     if max_drift is not None and not max_drift > 0:
         raise MattingDeployError(f"--max-drift must be positive, got {max_drift}")
+    target = target_for_version(trt_version)
     t0 = time.perf_counter()
     bundle = Bundle.open(bundle_dir)
     fp32_path = bundle.verify("fp32")
@@ -63,7 +76,9 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
         model = onnx.load(str(prepared))
         excl = excluded_nodes(model, recipe)
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
+        outputs = implicit.planned_outputs(model, tensors, excl, recipe.op_types)
         key = ranges_cache.cache_key(
+            collect="quantized+int8-outputs",
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
             holdout=len(held), recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
@@ -80,7 +95,8 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
                                        frames, chunk=CHUNK, on_item=lambda _: bar.update(1))
             try:
-                ranges, sources = collect.collect_ranges(prepared, method, tensors, recipe, feeder)
+                ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs, recipe,
+                                                         feeder)
             finally:
                 bar.close()
             for line in feeder.skipped:
@@ -92,6 +108,8 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             echo(f"calibration: {len(feeder.used)} images, {len(ranges)} tensors in "
                  f"{cal_seconds:.1f} s")
         used = entry.get("images", [])
+        all_ranges = ranges
+        ranges = {t: r for t, r in all_ranges.items() if t in tensors}  # what the Q/DQ model uses
 
         drift_report = None
         if max_drift is not None:
@@ -104,7 +122,23 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
         qtmp = tmp / INT8_FILE
         qdq.write_qdq(prepared, qtmp, ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)
-        scales = {t: scale_of(*ranges[t]) for t in sorted(ranges)}
+        qmodel = onnx.load(str(qtmp))
+        names, sides = implicit.cache_tensors(model, qmodel)
+        missing = [t for t in names if t not in all_ranges]
+        if missing:
+            raise MattingDeployError(f"calibration collected no range for {', '.join(missing[:3])} "
+                                     "(needed by calib.cache): a bug, please report it")
+        scales = {t: scale_of(*all_ranges[t]) for t in names}
+        cache_text = trt_cache.format_cache(scales, target.cache_code)
+        check_calibration(onnx.load(str(fp32_path)), qmodel, cache_text, trt_version, set(sides), echo)
+        share = int8_mac_share(qmodel)
+        echo(f"INT8: {share['int8_convs']} of {share['convs']} Convs, {share['share']:.1%} of "
+             f"convolution MACs; {TRT_CACHE_FILE} for TensorRT {target.version_text} "
+             f"({len(scales)} tensors, both sides of every INT8 Conv)")
+        role = {t: [] for t in scales}
+        for conv in sides.values():
+            role[conv["input"]].append("input")
+            role[conv["output"]].append("output")
         summary = {
             "method": method,
             "calibrator": {**collect.DEFAULT_CALIBRATOR_OPTIONS.get(method, {}),
@@ -119,14 +153,17 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             "recipe": recipe.describe(),
             "float_nodes": sorted(excl),
             "quantized_nodes": len(qnodes),
-            "tensors": {t: {"min": ranges[t][0], "max": ranges[t][1], "scale": scales[t],
-                            "range_from": sources.get(t, "method")} for t in scales},
+            "tensors": {t: {"min": all_ranges[t][0], "max": all_ranges[t][1], "scale": scales[t],
+                            "range_from": sources.get(t, "method"),
+                            "side": sorted(set(role[t])) or ["quantized"]} for t in sorted(scales)},
+            "tensorrt": {"cache_version": target.version_text, "cache_header": cache_text.splitlines()[0],
+                         "int8_convs": sorted(sides), "conv_sides": sides, "int8_mac_share": share},
             "max_drift": drift_report,
         }
         with atomic_path(root / INT8_FILE, force) as out:
             out.write_bytes(qtmp.read_bytes())
         with atomic_path(root / TRT_CACHE_FILE, force) as out:
-            out.write_text(trt_cache.format_cache(scales))
+            out.write_text(cache_text)
         with atomic_path(root / CALIB_JSON, force) as out:
             out.write_text(json.dumps(summary, indent=2) + "\n")
     bundle.add_file(INT8_FILE, artifact="int8", precision="int8", format="qdq", method=method)
@@ -135,6 +172,7 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
     bundle.manifest["calibration"] = {
         "method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
         "warmup_frames": frames, "cache_key": key, "float_nodes": len(excl),
+        "tensorrt": target.version_text, "int8_mac_share": round(share["share"], 4),
         "max_drift": None if drift_report is None else {
             k: drift_report[k] for k in ("target", "drift_before", "drift_after", "nodes")},
         "seconds": round(time.perf_counter() - t0, 2),

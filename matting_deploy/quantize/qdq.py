@@ -1,7 +1,7 @@
 """Q/DQ graph writing with onnxruntime.quantization (the counterpart of its qdq_quantizer).
 
 Everything is TensorRT-compatible: QuantFormat.QDQ, symmetric INT8 activations and weights
-(zero point 0, scale = amax / 127), per-channel weights, opset >= 13.
+(zero point 0, scale = amax / 127), per-channel weights, float bias, opset >= 13.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def _extra_options(recipe: Recipe) -> dict:
         "WeightSymmetric": True,
         "OpTypesToExcludeOutputQuantization": list(recipe.no_output_qdq),
         "QDQKeepRemovableActivations": True,
+        # Float bias: TensorRT's Dequantize takes INT8/FP8/INT4 only, so an INT32 bias DQ (the
+        # default) does not parse on TensorRT >= 10.1; TensorRT folds the float bias itself.
+        "QuantizeBias": False,
     }
 
 
