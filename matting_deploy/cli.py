@@ -1,4 +1,4 @@
-"""``matting-deploy`` command line: export, calibrate, validate, build, bench, infer."""
+"""``matting-deploy`` command line: export, calibrate, validate, build, check, bench, infer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .errors import GateFailed, MattingDeployError
 
 # Subcommand -> "module:attribute"; imported only when that subcommand runs (fast --help).
 COMMANDS = {name: f"matting_deploy.commands.{name}:{name}"
-            for name in ("export", "calibrate", "validate", "build", "bench", "infer", "demo")}
+            for name in ("export", "calibrate", "validate", "build", "check", "bench", "infer", "demo")}
 
 
 class LazyGroup(click.Group):

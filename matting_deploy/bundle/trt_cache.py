@@ -25,6 +25,16 @@ DEFAULT_TRT_VERSION = "8.6.1"  # calibrate's default target: TensorRT 8.6 GA (de
 DEFAULT_ALGORITHM = "EntropyCalibration2"
 
 
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'8.5.2' / '10.3' / '10.3.0.26' (a TensorRT version) -> (major, minor, patch)."""
+    parts = str(text).strip().split(".")
+    try:
+        nums = [int(p) for p in parts[:3]]
+    except ValueError:
+        raise MattingDeployError(f"'{text}' is not a TensorRT version (expected e.g. 8.6.1 or 10.3.0)") from None
+    return tuple((nums + [0, 0])[:3])  # type: ignore[return-value]
+
+
 def cache_version_code(version: tuple[int, int, int]) -> int:
     """TensorRT's NV_TENSORRT_VERSION, written in the header: 8.x major*1000+minor*100+patch
     (8.5.2 -> 8502), >= 10 major*10000+minor*100+patch (10.3.0 -> 100300)."""

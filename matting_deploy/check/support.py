@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from ..bundle.trt_cache import cache_version_code
+from ..bundle.trt_cache import cache_version_code, parse_version
 from ..errors import MattingDeployError
 
 DATA_FILE = "tensorrt_support.json"
@@ -66,18 +66,6 @@ class Target:
     def opset_range(self) -> tuple[int | None, int]:
         lo, hi = support_data()["parser_tables"][self.table]["opset"]
         return lo, hi
-
-
-def parse_version(text: str) -> tuple[int, int, int]:
-    """'8.5.2' / '10.3' / '10.3.0.26' -> (major, minor, patch)."""
-    parts = str(text).strip().split(".")
-    try:
-        nums = [int(p) for p in parts[:3]]
-    except ValueError:
-        raise MattingDeployError(f"'{text}' is not a TensorRT version (expected e.g. 8.6.1 or 10.3.0)") from None
-    if not nums:
-        raise MattingDeployError(f"'{text}' is not a TensorRT version")
-    return tuple((nums + [0, 0])[:3])  # type: ignore[return-value]
 
 
 def _table_for(version: tuple[int, int, int]) -> str:
