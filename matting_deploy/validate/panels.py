@@ -85,7 +85,7 @@ def write_panels(
     for row in rows:
         if row.is_reference:
             continue
-        sub = f"worst/{row.run.job.artifact}-{row.run.job.backend}"
+        sub = f"worst/{row.run.job.artifact.replace(' ', '-')}-{row.run.job.backend}"
         (folder / sub).mkdir(parents=True, exist_ok=True)
         for rank, (key, pair, scored) in enumerate(worst_images(row, fp32_row, data, k), 1):
             gt = load_matte(pair.matte)
