@@ -17,7 +17,7 @@ from ..models.specs import RVM_STATE_NAMES
 from ..optional import versions
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
-from .parity import FP32_MAX_ABS, compare, parity_frames
+from .parity import FP32_MAX_ABS, TRIVIAL_ALPHA, compare, parity_frames
 
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
 
@@ -142,7 +142,13 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         p32 = parity["fp32"]
         progress.stage("check", f"onnx.checker ok; parity vs {against}: max {p32['max_abs']:.2e} "
                                 f"mean {p32['mean_abs']:.2e}, all outputs max {p32['max_abs_all']:.2e}, "
-                                f"{len(frames)} frames")
+                                f"{len(frames)} frames, alpha range {p32['alpha']['range']:.2f}")
+        if p32["alpha"]["range"] < TRIVIAL_ALPHA:
+            trivial = (f"the parity frames (drawn portraits) give a trivial alpha (range "
+                       f"{p32['alpha']['range']:.3f}), so parity checks little")
+            if weights:  # trained weights must see a person in them
+                raise MattingDeployError(f"{weights}: {trivial}; are these trained matting weights?")
+            log(f"WARNING: {trivial}")
         worst = max(parity["fp32"]["max_abs"], parity["fp32"]["max_abs_all"])
         if worst > FP32_MAX_ABS:
             raise MattingDeployError(
