@@ -10,6 +10,7 @@ fuses the activation after it, so its output scale is taken after that activatio
 from __future__ import annotations
 
 import onnx
+from onnxruntime.quantization.quant_utils import QUANT_INPUT_SUFFIX
 
 from ..check import fused_output, intended_int8_convs
 from ..check.graph import ModelView
@@ -41,8 +42,10 @@ def cache_tensors(fp32: onnx.ModelProto, qdq_model: onnx.ModelProto) -> tuple[li
     convs = intended_int8_convs(qdq_model)
     sides = {n.name: {"input": n.input[0], "output": fused_output(view, n)[-1]}
              for n in view.nodes if n.name in convs}
-    quantized = [n.input[0] for n in qdq_model.graph.node if n.op_type == "QuantizeLinear"]
+    # a quantized graph output X is fed to its Q as X + QUANT_INPUT_SUFFIX (onnxruntime renames it)
+    quantized = [n.input[0].removesuffix(QUANT_INPUT_SUFFIX) for n in qdq_model.graph.node
+                 if n.op_type == "QuantizeLinear"]
     names = set(view.producer) | set(view.inputs)
     ordered = [t for t in quantized if t in names]
-    ordered += [s["output"] for s in sides.values()]
+    ordered += [s[side] for s in sides.values() for side in ("input", "output")]
     return list(dict.fromkeys(ordered)), sides
