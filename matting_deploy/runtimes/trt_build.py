@@ -198,6 +198,8 @@ def _serialize(trt: Any, plan: Plan, onnx_path: Path, cache: CalibCache | None, 
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     calibrator, pinned = None, []
     if cache is not None:
         known = _network_tensors(network)

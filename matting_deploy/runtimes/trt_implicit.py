@@ -4,9 +4,9 @@ running TensorRT, and every layer the recipe keeps in float pinned to FP16.
 - TensorRT skips a calibration cache whose header names another version, so the cache is fed
   re-headed with the running version's code (:func:`cache_for`);
 - a layer runs INT8 when the tensors it reads and writes have scales; a Conv the recipe keeps in
-  float can get scales on both sides from its INT8 neighbours, so every such layer outside
-  calib.json's INT8 list gets ``layer.precision = float16`` and the builder obeys precision
-  constraints (:func:`pin_float_layers`).
+  float can get scales on both sides from its INT8 neighbours, so every layer outside calib.json's
+  INT8 list that could run INT8 gets ``layer.precision = float16`` and the builder obeys
+  precision constraints (:func:`pin_float_layers`): only the recipe's Convs run INT8.
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ def _float(trt: Any, tensor: Any) -> bool:
 
 
 def pin_float_layers(trt: Any, network: Any, scales: dict[str, float], int8: set[str]) -> list[str]:
-    """Pin to FP16 every layer not in ``int8`` whose float inputs (constants aside) and outputs all
-    have scales (the layers implicit INT8 could otherwise run in INT8); returns their names."""
+    """Pin to FP16 every layer not in ``int8`` that implicit INT8 could run in INT8: a convolution
+    whose input has a scale (its output scale is the fused activation's, known only after fusion),
+    any other layer whose float inputs (constants aside) and outputs all have scales. Returns their
+    names."""
+    convs = (trt.LayerType.CONVOLUTION, trt.LayerType.DECONVOLUTION)
     constant = set()
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     for layer in layers:
@@ -58,8 +61,9 @@ def pin_float_layers(trt: Any, network: Any, scales: dict[str, float], int8: set
             continue
         ins = [t for t in (layer.get_input(j) for j in range(layer.num_inputs))
                if t is not None and _float(trt, t) and t.name not in constant]
-        outs = [t for t in (layer.get_output(j) for j in range(layer.num_outputs)) if _float(trt, t)]
-        if ins and outs and all(t.name in scales for t in ins + outs):
+        outs = [] if layer.type in convs else [
+            t for t in (layer.get_output(j) for j in range(layer.num_outputs)) if _float(trt, t)]
+        if ins and (outs or layer.type in convs) and all(t.name in scales for t in ins + outs):
             layer.precision = trt.float16
             pinned.append(layer.name)
     return pinned
