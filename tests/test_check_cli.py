@@ -167,14 +167,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
 def test_build_gate_refuses_an_artifact_breaking_its_targets_rules(tmp_path):
     root = _bundle(tmp_path / "b", int8=qdq_model(bias_int32=True))
     with pytest.raises(MattingDeployError, match=r"model.int8.onnx: fails TensorRT 10.3.0 rule dq-int8"):
-        check_build(root, "int8", "int8", False, "10.3.0.26")
+        check_build(root, "int8", False, "10.3.0.26")
     warned = []
-    assert check_build(root, "fp32", "fp32", False, "10.3.0", warn=warned.append).ok
-    assert check_build(root, "fp32", "fp32", False, "9.2.0", warn=warned.append) is None
+    assert check_build(root, "fp32", False, "10.3.0", warn=warned.append).ok
+    assert check_build(root, "fp32", False, "9.2.0", warn=warned.append) is None
     assert "not checked" in warned[-1]
     # implicit: the cache is checked as build feeds it, re-headed for the running TensorRT
     cached = _bundle(tmp_path / "c", int8=qdq_model(), cache=(header_for("tensorrt-8.6"), CLEAN_SCALES))
-    assert check_build(cached, "int8", "fp32", True, "8.5.2.2").ok
+    assert check_build(cached, "fp32", True, "8.5.2.2").ok
 
 
 # --- scoring what the engine runs ----------------------------------------------------------------

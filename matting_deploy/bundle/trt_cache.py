@@ -94,6 +94,24 @@ def parse_cache(text: str) -> tuple[str, dict[str, float]]:
     return lines[0], scales
 
 
+def int8_convs(root: str | os.PathLike) -> set[str] | None:
+    """The Convs that run INT8 with this cache, as calibrate lists them in calib.json (the layers
+    `build` leaves free to run INT8); None when calib.json or its list is absent."""
+    import json
+
+    from .layout import CALIB_JSON
+
+    path = Path(root) / CALIB_JSON
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise MattingDeployError(f"{path}: unreadable ({first_line(e)})") from None
+    layers = (info.get("tensorrt") or {}).get("int8_convs") if isinstance(info, dict) else None
+    return None if layers is None else set(layers)
+
+
 @dataclass
 class CalibCache:
     """A parsed cache file: header, algorithm, per-tensor float32 scales and the raw bytes."""

@@ -75,7 +75,7 @@ def check_calibration(fp32: onnx.ModelProto, qdq: onnx.ModelProto, cache_text: s
     return reports
 
 
-def check_build(bundle_dir, precision: str, artifact: str, calib_cache: bool, trt_version: str,
+def check_build(bundle_dir, artifact: str, calib_cache: bool, trt_version: str,
                 warn: Callable[[str], None] = print) -> CheckReport | None:
     """build's gate: the file it parses (and the cache, re-headed for this TensorRT as build feeds
     it) against the rules of the running TensorRT. None (with a warning) for versions not known."""

@@ -3,7 +3,6 @@ checked against the manifest's sha256 (the cache parsed by :mod:`matting_deploy.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import onnx
 
 from ..bundle import CALIB_JSON, TRT_CACHE_FILE, Bundle
-from ..bundle.trt_cache import read_cache
+from ..bundle.trt_cache import int8_convs, read_cache
 from ..errors import MattingDeployError, first_line
 from ..fileio import sha256_file
 from .report import ARTIFACT_FILES, CheckReport, check_bundle
@@ -43,19 +42,6 @@ def load_model(path: Path) -> onnx.ModelProto:
         raise MattingDeployError(f"{path}: not a readable ONNX model ({first_line(e)})") from None
 
 
-def int8_layers(root: Path) -> set[str] | None:
-    """calib.json's list of the Convs that run INT8 (None without calib.json or the list)."""
-    path = Path(root) / CALIB_JSON
-    if not path.is_file():
-        return None
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise MattingDeployError(f"{path}: unreadable ({first_line(e)})") from None
-    layers = (info.get("tensorrt") or {}).get("int8_convs")
-    return None if layers is None else set(layers)
-
-
 def load_inputs(bundle_dir: str | os.PathLike, names: list[str] | None = None) -> BundleInputs:
     """The ONNX artifacts (all TensorRT-relevant ones, or ``names``) and calib.cache of a bundle."""
     bundle = Bundle.open(bundle_dir)
@@ -70,7 +56,7 @@ def load_inputs(bundle_dir: str | os.PathLike, names: list[str] | None = None) -
         out.cache = (cache.header, cache.scales)
         if (bundle.root / CALIB_JSON).is_file():
             _checked(bundle, CALIB_JSON)
-        out.int8_layers = int8_layers(bundle.root)
+        out.int8_layers = int8_convs(bundle.root)
     if not out.artifacts:
         raise MattingDeployError(f"{bundle.root}: no ONNX artifact to check")
     return out

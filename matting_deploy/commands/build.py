@@ -30,7 +30,7 @@ def build(bundle, precision, workspace, timing_cache, device, force):
     from ..runtimes.trt_build import build_engine
 
     def precheck(plan, trt_version):
-        check_build(bundle, plan.precision, plan.artifact, plan.calib_cache, trt_version,
+        check_build(bundle, plan.artifact, plan.calib_cache, trt_version,
                     warn=lambda m: click.echo(m, err=True))
 
     build_engine(bundle, precision, workspace, timing_cache, force, log=click.echo, device=device,

@@ -11,12 +11,11 @@ running TensorRT, and every layer the recipe keeps in float pinned to FP16.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..bundle import CALIB_JSON
-from ..bundle.trt_cache import CalibCache, cache_version_code, parse_cache, parse_version, with_version
+from ..bundle.trt_cache import CalibCache, cache_version_code, int8_convs, parse_cache, parse_version, with_version
 from ..errors import MattingDeployError
 
 
@@ -28,16 +27,12 @@ def cache_for(cache: CalibCache, trt_version: str) -> CalibCache:
 
 
 def int8_layers(root: Path) -> set[str]:
-    """calib.json's list of the Convs that run INT8 (the layers left free to)."""
-    path = Path(root) / CALIB_JSON
-    try:
-        layers = json.loads(path.read_text()).get("tensorrt", {}).get("int8_convs")
-    except (OSError, ValueError, AttributeError):
-        layers = None
+    """calib.json's list of the Convs that run INT8 (the layers left free to), required."""
+    layers = int8_convs(root)
     if layers is None:
-        raise MattingDeployError(f"{path}: no list of INT8 layers (made by an older calibrate?): run "
-                                 "'matting-deploy calibrate --int8 --force' again")
-    return set(layers)
+        raise MattingDeployError(f"{Path(root) / CALIB_JSON}: no list of INT8 layers (made by an older "
+                                 "calibrate?): run 'matting-deploy calibrate --int8 --force' again")
+    return layers
 
 
 def _float(trt: Any, tensor: Any) -> bool:

@@ -11,10 +11,9 @@ from pathlib import Path
 import onnx
 
 from ..bundle import TRT_CACHE_FILE, Bundle
-from ..bundle.trt_cache import read_cache
+from ..bundle.trt_cache import int8_convs, read_cache
 from ..check import int8_mac_share
 from ..check.emulate import implicit_emulation
-from ..check.load import int8_layers
 from ..runtimes.onnxruntime_runner import OrtRunner
 from .jobs import Job
 
@@ -31,7 +30,7 @@ def emulated_job(bundle: Bundle, artifacts: list[str], jobs: list[Job]) -> Job |
 
 def _inputs(bundle: Bundle):
     model = onnx.load(str(bundle.verify("fp32")))
-    return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_layers(bundle.root)
+    return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_convs(bundle.root)
 
 
 def open_emulated(bundle: Bundle) -> OrtRunner:
