@@ -1,4 +1,5 @@
-"""``matting-deploy`` command line: export, calibrate, validate, build, bench, infer.
+"""``matting-deploy`` command line: export, calibrate, validate, build, check, bench,
+infer, demo.
 
 Every failure is one line on stderr: ``error: <file or option>: <problem>`` and exit code 2 for
 bad input (usage errors included), ``FAILED: ...`` and 1 for a failed drift gate, ``error:
@@ -19,7 +20,7 @@ from .errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_GATE, GateFailed, MattingDepl
 
 # Subcommand -> "module:attribute"; imported only when that subcommand runs (fast --help).
 COMMANDS = {name: f"matting_deploy.commands.{name}:{name}"
-            for name in ("export", "calibrate", "validate", "build", "bench", "infer", "demo")}
+            for name in ("export", "calibrate", "validate", "build", "check", "bench", "infer", "demo")}
 
 
 def _usage_line(e: click.UsageError) -> str:

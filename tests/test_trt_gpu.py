@@ -179,3 +179,33 @@ def test_dynamic_bundle_is_refused(trt_env, tmp_path):
     res = CliRunner().invoke(main, ["build", "--bundle", str(root), "--precision", "fp32"])
     assert res.exit_code == 2 and "static bundles" in res.output
     assert not (root / "model.fp32.engine").exists()
+
+
+def test_int8_engine_from_a_calibrated_bundle_runs_int8_layers(trt_env, tmp_path):
+    """export --from-onnx + calibrate --int8 (for the running TensorRT) + build: the engine
+    inspector shows INT8 layers, and on implicit TensorRT every INT8 Conv of calib.json is one."""
+    from tests.fixtures import make_images, official_rvm_like
+
+    trt, ver = trt_env
+    official_rvm_like(tmp_path / "src.onnx")
+    run = CliRunner().invoke
+    res = run(main, ["export", "--model", "rvm", "--from-onnx", str(tmp_path / "src.onnx"), "--height", "64",
+                     "--width", "96", "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    version = trt.__version__ if ver < (10, 1) else "8.6.1"
+    res = run(main, ["calibrate", "--int8", "--bundle", str(tmp_path / "b"), "--data",
+                     str(make_images(tmp_path / "data")), "--num", "6", "--trt-version", version])
+    assert res.exit_code == 0, res.output
+    res = run(main, ["build", "--bundle", str(tmp_path / "b"), "--precision", "int8", "--workspace", "256"])
+    assert res.exit_code == 0, res.output
+    from matting_deploy.runtimes.trt_logger import make_logger
+
+    runtime = trt.Runtime(make_logger(trt))
+    engine = runtime.deserialize_cuda_engine((tmp_path / "b" / "model.int8.engine").read_bytes())
+    info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
+    layers = [json.dumps(layer) for layer in info["Layers"]]
+    int8 = [layer for layer in layers if "Int8" in layer]
+    assert int8, layers[:5]
+    if ver < (10, 1):
+        convs = json.loads((tmp_path / "b" / "calib.json").read_text())["tensorrt"]["int8_convs"]
+        assert all(any(conv in layer for layer in int8) for conv in convs), (convs, int8)

@@ -21,8 +21,32 @@ from pathlib import Path
 
 from ..errors import MattingDeployError, first_line
 
-DEFAULT_VERSION = 8601
+DEFAULT_TRT_VERSION = "8.6.1"  # calibrate's default target: TensorRT 8.6 GA (desktop, JetPack 6.0 has 8.6.2)
 DEFAULT_ALGORITHM = "EntropyCalibration2"
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'8.5.2' / '10.3' / '10.3.0.26' (a TensorRT version) -> (major, minor, patch)."""
+    parts = str(text).strip().split(".")
+    try:
+        nums = [int(p) for p in parts[:3]]
+    except ValueError:
+        raise MattingDeployError(f"'{text}' is not a TensorRT version (expected e.g. 8.6.1 or 10.3.0)") from None
+    return tuple((nums + [0, 0])[:3])  # type: ignore[return-value]
+
+
+def cache_version_code(version: tuple[int, int, int]) -> int:
+    """TensorRT's NV_TENSORRT_VERSION, written in the header: 8.x major*1000+minor*100+patch
+    (8.5.2 -> 8502), >= 10 major*10000+minor*100+patch (10.3.0 -> 100300)."""
+    major, minor, patch = version
+    if major <= 8:
+        return major * 1000 + minor * 100 + patch
+    if major >= 10:
+        return major * 10000 + minor * 100 + patch
+    raise MattingDeployError(f"TensorRT {major}.x calibration cache headers are not known here")
+
+
+DEFAULT_VERSION = cache_version_code((8, 6, 1))
 
 
 def scale_hex(scale: float) -> str:
@@ -49,6 +73,13 @@ def format_cache(
     return "\n".join(lines) + "\n"
 
 
+def with_version(text: str, version: int) -> str:
+    """The cache text with its header naming TensorRT ``version`` (the calibrator kept): what a
+    TensorRT of that version reads instead of skipping the file."""
+    header, scales = parse_cache(text)
+    return format_cache(scales, version, header.split("-")[-1])
+
+
 def parse_cache(text: str) -> tuple[str, dict[str, float]]:
     """(header, {tensor name: scale}) from cache text. Names may contain ':' (split at the last)."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -61,6 +92,24 @@ def parse_cache(text: str) -> tuple[str, dict[str, float]]:
             raise MattingDeployError(f"calibration cache: bad line '{ln}'")
         scales[name.strip()] = hex_scale(value)
     return lines[0], scales
+
+
+def int8_convs(root: str | os.PathLike) -> set[str] | None:
+    """The Convs that run INT8 with this cache, as calibrate lists them in calib.json (the layers
+    `build` leaves free to run INT8); None when calib.json or its list is absent."""
+    import json
+
+    from .layout import CALIB_JSON
+
+    path = Path(root) / CALIB_JSON
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise MattingDeployError(f"{path}: unreadable ({first_line(e)})") from None
+    layers = (info.get("tensorrt") or {}).get("int8_convs") if isinstance(info, dict) else None
+    return None if layers is None else set(layers)
 
 
 @dataclass

@@ -1,17 +1,17 @@
 """What the rules need to know about an ONNX graph: types, shapes, constants, node labels.
 
-Builds on :class:`matting_deploy.quantize.recipe.Graph` (producer/consumer maps) and adds the
+Builds on :class:`Graph` (producer/consumer maps, also the INT8 recipe's view) and adds the
 inferred element types and shapes (``onnx.shape_inference``) and constant folding of the
 ``Constant`` nodes and initializers the rules read (zero points, scales, Resize inputs).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
-from ..quantize.recipe import Graph
 
 # ONNX element type -> the names onnx-tensorrt's operators.md uses.
 TYPE_NAMES = {
@@ -24,6 +24,45 @@ TYPE_NAMES = {
 if hasattr(onnx.TensorProto, "FLOAT4E2M1"):
     TYPE_NAMES[onnx.TensorProto.FLOAT4E2M1] = "FP4"
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+
+
+class Graph:
+    """Producer/consumer maps of an ONNX graph."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model = model
+        self.nodes = list(model.graph.node)
+        self.producer = {o: n for n in self.nodes for o in n.output}
+        self.consumers: dict[str, list] = defaultdict(list)
+        for n in self.nodes:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.inputs = [i.name for i in model.graph.input if i.name not in self.inits]
+        self.value_info = {v.name: v for v in (*model.graph.value_info, *model.graph.input,
+                                                 *model.graph.output)}
+
+    def parent(self, tensor: str):
+        return self.producer.get(tensor)
+
+    def descendants(self, tensors) -> set[str]:
+        """Names of nodes reachable from ``tensors``."""
+        seen, todo = set(), list(tensors)
+        while todo:
+            for n in self.consumers.get(todo.pop(), []):
+                if n.name not in seen:
+                    seen.add(n.name)
+                    todo.extend(n.output)
+        return seen
+
+    def ancestors(self, tensors) -> set[str]:
+        seen, todo = set(), list(tensors)
+        while todo:
+            n = self.producer.get(todo.pop())
+            if n is not None and n.name not in seen:
+                seen.add(n.name)
+                todo.extend(n.input)
+        return seen
 
 
 def label(node: onnx.NodeProto) -> str:

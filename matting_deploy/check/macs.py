@@ -30,12 +30,14 @@ def conv_macs(model: onnx.ModelProto | ModelView) -> dict[str, int]:
     return out
 
 
-def int8_mac_share(model: onnx.ModelProto | ModelView, scales: dict[str, float] | None = None) -> dict:
+def int8_mac_share(model: onnx.ModelProto | ModelView, scales: dict[str, float] | None = None,
+                   int8_layers: set[str] | None = None) -> dict:
     """Which convolutions run INT8 and their share of the convolution MACs.
 
     Without ``scales``: ``model`` is a Q/DQ model and a Conv runs INT8 when its input and weights
     come from DequantizeLinear. With ``scales`` (a calibration cache): ``model`` is the FP32 model
-    and a Conv runs INT8 when its input and (fused) output have scales.
+    and a Conv runs INT8 when its input and (fused) output have scales and, given
+    ``int8_layers`` (what `build` leaves unpinned), it is one of them.
     """
     view = as_view(model)
     macs = conv_macs(view)
@@ -43,7 +45,8 @@ def int8_mac_share(model: onnx.ModelProto | ModelView, scales: dict[str, float] 
         names = intended_int8_convs(view)
         int8 = {label(n) for n in view.nodes if n.name in names}
     else:
-        int8 = {label(n) for n in view.nodes if n.op_type in CONVS and runs_int8(view, n, scales)[0]}
+        int8 = {label(n) for n in view.nodes if n.op_type in CONVS and runs_int8(view, n, scales)[0]
+                and (int8_layers is None or n.name in int8_layers)}
     total = sum(macs.values())
     int8_macs = sum(m for name, m in macs.items() if name in int8)
     return {

@@ -78,10 +78,12 @@ def check_bundle(
     cache: tuple[str, dict[str, float]] | None = None,
     state_inputs: list[str] | None = None,
     fp32_ops=None,
+    int8_layers: set[str] | None = None,
 ) -> CheckReport:
     """Run every rule that applies to ``artifacts`` ({"fp32"|"fp16"|"int8"|"int8-cpu": model}) and
     ``cache`` ((header, {tensor: scale}) of calib.cache) for ``target`` (optionally a precise
-    ``trt_version`` of that line, e.g. 8.5.2)."""
+    ``trt_version`` of that line, e.g. 8.5.2). ``int8_layers``: the Convs an implicit build lets
+    run INT8 (calib.json's list; `build` pins every other Conv with scales on both sides)."""
     tgt = resolve_target(target, trt_version)
     fp32_ops = default_fp32_ops() if fp32_ops is None else fp32_ops
     report = CheckReport(tgt)
@@ -114,13 +116,13 @@ def check_bundle(
         else:
             add(tagged("int8", [_skip(f"{trt} builds INT8 implicitly from model.onnx + calib.cache; "
                                       "this file only names the intended INT8 Convs")]))
-    report.results.extend(_cache_rules(tgt, views, cache, tagged))
+    report.results.extend(_cache_rules(tgt, views, cache, tagged, int8_layers))
     if tgt.implicit_int8 and cache is not None and "fp32" in views:
         report.int8_mac_share = int8_mac_share(views["fp32"], cache[1])
     return report
 
 
-def _cache_rules(tgt: Target, views: dict, cache, tagged) -> list[RuleResult]:
+def _cache_rules(tgt: Target, views: dict, cache, tagged, int8_layers=None) -> list[RuleResult]:
     trt = f"TensorRT {tgt.version_text}"
     if not tgt.implicit_int8:
         if cache is None:
@@ -140,7 +142,9 @@ def _cache_rules(tgt: Target, views: dict, cache, tagged) -> list[RuleResult]:
     intended = imp.intended_int8_convs(views["int8"]) if "int8" in views else None
     out.append(imp.cache_coverage(views["fp32"], scales, intended))
     if intended is not None:
-        out.append(imp.cache_stray(views["fp32"], scales, intended))
+        convs = {n.name for n in views["fp32"].nodes if n.op_type in imp.CONVS}
+        pinned = frozenset() if int8_layers is None else convs - set(int8_layers)
+        out.append(imp.cache_stray(views["fp32"], scales, intended, pinned))
     return tagged("cache", out)
 
 

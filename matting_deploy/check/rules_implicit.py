@@ -105,10 +105,15 @@ def cache_coverage(model: Model, scales: dict[str, float], intended: set[str] | 
     return verdict("cache-coverage", bad, detail, f"{len(intended)} intended INT8 Convs covered")
 
 
-def cache_stray(model: Model, scales: dict[str, float], intended: set[str]) -> RuleResult:
-    """No Conv that the recipe keeps in float has scales on both sides (it would run INT8 unless the
-    build pins its precision)."""
+def cache_stray(model: Model, scales: dict[str, float], intended: set[str],
+                pinned: set[str] | frozenset = frozenset()) -> RuleResult:
+    """No Conv that the recipe keeps in float has scales on both sides, unless the build pins its
+    precision (``pinned``: the Convs `build` gives a float precision constraint)."""
     view = as_view(model)
-    bad = [label(n) for n in view.nodes
-           if n.op_type in CONVS and n.name not in intended and runs_int8(view, n, scales)[0]]
-    return verdict("cache-stray-int8", bad, f"{len(bad)} Conv(s) outside the recipe would run INT8")
+    stray = [n for n in view.nodes
+             if n.op_type in CONVS and n.name not in intended and runs_int8(view, n, scales)[0]]
+    bad = [label(n) for n in stray if n.name not in pinned]
+    held = len(stray) - len(bad)
+    note = f"{held} Conv(s) outside the recipe have scales on both sides; build pins them to FP16" if held else ""
+    return verdict("cache-stray-int8", bad, f"{len(bad)} Conv(s) outside the recipe would run INT8"
+                   + (f"; {note}" if note else ""), note)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from ..bundle.trt_cache import cache_version_code, parse_version
 from ..errors import MattingDeployError
 
 DATA_FILE = "tensorrt_support.json"
@@ -67,28 +68,6 @@ class Target:
         return lo, hi
 
 
-def parse_version(text: str) -> tuple[int, int, int]:
-    """'8.5.2' / '10.3' / '10.3.0.26' -> (major, minor, patch)."""
-    parts = str(text).strip().split(".")
-    try:
-        nums = [int(p) for p in parts[:3]]
-    except ValueError:
-        raise MattingDeployError(f"'{text}' is not a TensorRT version (expected e.g. 8.6.1 or 10.3.0)") from None
-    if not nums:
-        raise MattingDeployError(f"'{text}' is not a TensorRT version")
-    return tuple((nums + [0, 0])[:3])  # type: ignore[return-value]
-
-
-def cache_version_code(version: tuple[int, int, int]) -> int:
-    """TensorRT's NV_TENSORRT_VERSION: 8.x major*1000+minor*100+patch, >= 10 major*10000+minor*100+patch."""
-    major, minor, patch = version
-    if major <= 8:
-        return major * 1000 + minor * 100 + patch
-    if major >= 10:
-        return major * 10000 + minor * 100 + patch
-    raise MattingDeployError(f"TensorRT {major}.x calibration cache headers are not known here")
-
-
 def _table_for(version: tuple[int, int, int]) -> str:
     for rule in support_data()["version_tables"]:
         if tuple(rule["from"]) <= version < tuple(rule["until"]):
@@ -112,6 +91,15 @@ def resolve_target(name: str, version: str | None = None) -> Target:
             f"TensorRT {'.'.join(map(str, ver))} is not in the {name} line "
             f"({'.'.join(map(str, lo))} up to {'.'.join(map(str, hi))})")
     return Target(name, ver, _table_for(ver))
+
+
+def target_for_version(version: str) -> Target:
+    """The :class:`Target` of the line a TensorRT version belongs to (8.5.2 -> tensorrt-8.6)."""
+    major = parse_version(version)[0]
+    name = {8: "tensorrt-8.6", 10: "tensorrt-10", 11: "tensorrt-11"}.get(major)
+    if name is None:
+        raise MattingDeployError(f"TensorRT {version} is not a version checked here ({', '.join(TARGETS)})")
+    return resolve_target(name, version)
 
 
 def parse_operators_md(text: str) -> dict:

@@ -25,9 +25,17 @@ from .options import examples
 def build(bundle, precision, workspace, timing_cache, device, force):
     """Build model.<precision>.engine in the bundle with TensorRT and record it in the manifest.
 
-    TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache.
+    TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
+    for the running TensorRT), layers outside the INT8 recipe pinned to FP16.
     TensorRT >= 10.1: INT8 from the Q/DQ model.int8.onnx; 11.x: FP16 from model.fp16.onnx.
+    The file built from is checked against the running TensorRT's rules first (see 'check').
     """
+    from ..check.gate import check_build
     from ..runtimes.trt_build import build_engine
 
-    build_engine(bundle, precision, workspace, timing_cache, force, log=click.echo, device=device)
+    def precheck(plan, trt_version):
+        check_build(bundle, plan.artifact, plan.calib_cache, trt_version,
+                    warn=lambda m: click.echo(m, err=True))
+
+    build_engine(bundle, precision, workspace, timing_cache, force, log=click.echo, device=device,
+                 precheck=precheck)

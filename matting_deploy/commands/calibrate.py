@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE
+from ..bundle.trt_cache import DEFAULT_TRT_VERSION
 from ..errors import MattingDeployError
 from .options import examples
 
@@ -31,8 +32,11 @@ from .options import examples
 @click.option("--seed", default=0, show_default=True, help="Seed of the image choice.")
 @click.option("--warmup-frames", default=4, show_default=True,
               help="RVM: frames run per image so the calibrated frame has real recurrent state.")
+@click.option("--trt-version", default=DEFAULT_TRT_VERSION, show_default=True, metavar="X.Y.Z",
+              help="TensorRT that reads calib.cache (implicit INT8: 8.5.x, 8.6.x, 10.0.x); its header "
+                   "names this version, e.g. 8.5.2 for JetPack 5.1, 8.6.2 for JetPack 6.0.")
 @click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
-def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, force):
+def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version, force):
     """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json."""
     if not int8_flag:
         raise MattingDeployError("--int8: required (INT8 is the only calibrated precision)")
@@ -42,6 +46,7 @@ def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_
     report = run_calibration(
         bundle_dir, data, num=num, method=method, max_drift=max_drift, seed=seed,
         warmup_frames=warmup_frames, force=force, echo=lambda m: click.echo(m, err=True),
+        trt_version=trt_version,
     )
     click.echo(
         f"wrote {INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON} in {report['bundle']} "

@@ -5,53 +5,59 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.preprocess import preprocess_for
+from ..data.silhouette import portrait
 from ..errors import MattingDeployError
 from ..models.specs import OUTPUT_CHANNELS
 from ..runtimes.base import Runner
 
 PARITY_FRAMES = 5
 FP32_MAX_ABS = 1e-4
+TRIVIAL_ALPHA = 0.1  # a reference alpha spanning less than this checks (almost) nothing
 
 
 def parity_frames(model: str, height: int, width: int, frames: int = PARITY_FRAMES,
                   seed: int = 0) -> list[np.ndarray]:
-    """Seeded images (half a smooth random pattern, half uniform noise) at 5/4 of the input size,
-    brought to the model input by the model's own preprocessing, like every real image."""
+    """Drawn portraits (:func:`matting_deploy.data.silhouette.portrait`, the person moving a little
+    from frame to frame) at 5/4 of the input size, brought to the model input by the model's own
+    preprocessing, like every real image. Trained models give them a real, non-trivial alpha."""
     rng = np.random.default_rng(seed)
     ih, iw = height * 5 // 4, width * 5 // 4
-    yy, xx = np.mgrid[0:ih, 0:iw].astype(np.float32)
     preprocess = preprocess_for(model)
-    out = []
-    for _ in range(frames):
-        fx, fy = rng.uniform(0.5, 4.0, 2)
-        smooth = 0.5 + 0.5 * np.sin(2 * np.pi * (fx * xx / iw + fy * yy / ih) + rng.uniform(0, 6.3))
-        image = 0.5 * smooth[..., None] + 0.5 * rng.random((ih, iw, 3), dtype=np.float32)
-        out.append(preprocess(image.astype(np.float32), height, width)[0])
-    return out
+    return [preprocess(portrait(ih, iw, rng, shift=0.02 * t), height, width)[0] for t in range(frames)]
+
+
+def alpha_summary(alphas: list[np.ndarray]) -> dict:
+    """How much matte the parity frames carry: alpha range, foreground and soft-edge shares."""
+    a = np.concatenate([np.asarray(x, np.float64).ravel() for x in alphas])
+    return {"min": float(a.min()), "max": float(a.max()), "range": float(a.max() - a.min()),
+            "foreground": float(np.mean(a > 0.5)), "soft": float(np.mean((a > 0.05) & (a < 0.95)))}
 
 
 def compare(reference: Runner, candidate: Runner, frames: list[np.ndarray], against: str) -> dict:
     """|candidate - reference| over ``frames`` run in order (states carried).
 
-    ``max_abs``/``mean_abs`` are for alpha; ``max_abs_all`` covers every output both sides
-    produce (fgr and the recurrent states too), so a broken state path cannot hide behind
-    an alpha that happens to be flat.
+    ``max_abs``/``mean_abs`` are for alpha; ``outputs`` has max/mean for every output both sides
+    produce (fgr and the recurrent states too) and ``max_abs_all`` their maximum, so a broken
+    state path cannot hide behind a flat alpha; ``alpha`` summarises the reference's alpha
+    (:func:`alpha_summary`: a range near 0 means the comparison checked little).
     """
     reference.reset()
     candidate.reset()
-    max_abs, max_all, total, count = 0.0, 0.0, 0.0, 0
+    stats: dict[str, list[float]] = {}
+    ref_alpha = []
     for src in frames:
         ref, got = reference.run(src), candidate.run(src)
-        diff = np.abs(got["pha"].astype(np.float64) - ref["pha"])
-        max_abs = max(max_abs, float(diff.max()))
-        total += float(diff.sum())
-        count += diff.size
-        for name in set(ref) & set(got):
-            max_all = max(max_all, float(np.abs(got[name].astype(np.float64) - ref[name]).max()))
+        ref_alpha.append(ref["pha"])
+        for name in sorted(set(ref) & set(got)):
+            diff = np.abs(got[name].astype(np.float64) - ref[name])
+            s = stats.setdefault(name, [0.0, 0.0, 0])
+            s[0], s[1], s[2] = max(s[0], float(diff.max())), s[1] + float(diff.sum()), s[2] + diff.size
     reference.reset()
     candidate.reset()
-    return {"against": against, "frames": len(frames), "max_abs": max_abs, "mean_abs": total / count,
-            "max_abs_all": max_all}
+    outputs = {k: {"max_abs": v[0], "mean_abs": v[1] / v[2]} for k, v in stats.items()}
+    return {"against": against, "frames": len(frames), "max_abs": outputs["pha"]["max_abs"],
+            "mean_abs": outputs["pha"]["mean_abs"], "max_abs_all": max(v["max_abs"] for v in outputs.values()),
+            "outputs": outputs, "alpha": alpha_summary(ref_alpha)}
 
 
 def check_outputs(runner: Runner, src: np.ndarray, model: str, where: str) -> None:

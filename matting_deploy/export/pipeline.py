@@ -21,7 +21,7 @@ from ..optional import require, versions
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
 from .from_onnx import prepare, state_specs
-from .parity import FP32_MAX_ABS, check_outputs, compare, parity_frames
+from .parity import FP32_MAX_ABS, TRIVIAL_ALPHA, check_outputs, compare, parity_frames
 
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
 
@@ -181,7 +181,13 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
         p32 = parity["fp32"]
         progress.stage("check", f"onnx.checker ok; parity vs {against}: max {p32['max_abs']:.2e} "
                                 f"mean {p32['mean_abs']:.2e}, all outputs max {p32['max_abs_all']:.2e}, "
-                                f"{len(frames)} frames")
+                                f"{len(frames)} frames, alpha range {p32['alpha']['range']:.2f}")
+        if p32["alpha"]["range"] < TRIVIAL_ALPHA:
+            trivial = (f"the parity frames (drawn portraits) give a trivial alpha (range "
+                       f"{p32['alpha']['range']:.3f}), so parity checks little")
+            if weights:  # trained weights must see a person in them
+                raise MattingDeployError(f"{weights}: {trivial}; are these trained matting weights?")
+            log(f"WARNING: {trivial}")
         worst = max(parity["fp32"]["max_abs"], parity["fp32"]["max_abs_all"])
         if worst > FP32_MAX_ABS:
             raise MattingDeployError(

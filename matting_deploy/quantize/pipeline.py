@@ -1,7 +1,12 @@
 """``calibrate --int8`` as a function: KL-calibrated Q/DQ INT8 model and TensorRT cache.
 
 data -> sampled items -> CalibrationFeeder (RVM warm-up) -> collect (statistics) -> ranges ->
-optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache + calib.json.
+optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache + calib.json,
+checked against TensorRT's rules (check.gate) before anything is written.
+
+Ranges are collected for the Conv inputs the recipe quantizes and, for implicit INT8 (TensorRT
+8.5/8.6/10.0), for the (fused) output of every INT8 Conv (implicit.py): calib.cache holds both
+sides of each INT8 layer, headed for ``--trt-version``.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ from ..bundle.commit import commit
 from ..bundle.lock import bundle_lock
 from ..calib.feeder import CalibrationFeeder
 from ..calib.sampling import choose, fingerprint, split_holdout
+from ..check import int8_mac_share
+from ..check.gate import check_calibration
+from ..check.support import target_for_version
 from ..data.sources import find_source, readable_only
 from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
-from . import collect, qdq, sensitivity
+from . import collect, implicit, qdq, sensitivity
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -56,18 +64,23 @@ def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None
 
 def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
                     max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
-                    force: bool = False, echo: Callable[[str], None] = print) -> dict:
+                    force: bool = False, echo: Callable[[str], None] = print,
+                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION) -> dict:
     """The whole calibrate command; returns a summary dict (also written to calib.json).
 
+    ``trt_version``: the TensorRT that reads calib.cache (its header names that version).
     Holds the bundle's lock; the outputs are staged and committed with one manifest update.
     """
     _check_args(num, seed, warmup_frames, max_drift)
+    target = target_for_version(trt_version)
     check_dir_writable(bundle_dir)
     with bundle_lock(bundle_dir, echo):
-        return _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo)
+        return _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
+                          trt_version, target)
 
 
-def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo) -> dict:
+def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
+               trt_version, target) -> dict:
     t0 = time.perf_counter()
     bundle = Bundle.open(bundle_dir, echo)
     fp32_path = bundle.verify("fp32")
@@ -99,12 +112,14 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         model = onnx.load(str(prepared))
         excl = excluded_nodes(model, recipe)
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
+        outputs = implicit.planned_outputs(model, tensors, excl, recipe.op_types)
         key = ranges_cache.cache_key(
+            collect="quantized+int8-outputs",
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
             holdout=len(held), recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
-        entry = ranges_cache.load(root, key, set(tensors), echo)
+        entry = ranges_cache.load(root, key, set(tensors) | set(outputs), echo)
         staged = list(OUTPUTS)
         if entry is not None:
             echo(f"calibration: reusing cached ranges from an identical earlier run "
@@ -120,7 +135,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                                        frames, chunk=CHUNK, on_item=lambda _: bar.update(1))
             pause_point("calibrate-collect")
             try:
-                ranges, sources = collect.collect_ranges(prepared, method, tensors, recipe, feeder)
+                ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs, recipe,
+                                                         feeder)
             finally:
                 bar.close()
             for line in feeder.skipped:
@@ -134,6 +150,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             echo(f"calibration: {len(feeder.used)} images, {len(ranges)} tensors in "
                  f"{cal_seconds:.1f} s")
         used = entry.get("images", [])
+        all_ranges = ranges
+        ranges = {t: r for t, r in all_ranges.items() if t in tensors}  # what the Q/DQ model uses
 
         drift_report = None
         if max_drift is not None:
@@ -146,7 +164,23 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
         qdq.write_qdq(prepared, stage / INT8_FILE, ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)
-        scales = {t: scale_of(*ranges[t]) for t in sorted(ranges)}
+        qmodel = onnx.load(str(stage / INT8_FILE))
+        names, sides = implicit.cache_tensors(model, qmodel)
+        missing = [t for t in names if t not in all_ranges]
+        if missing:
+            raise MattingDeployError(f"calibration collected no range for {', '.join(missing[:3])} "
+                                     "(needed by calib.cache): a bug, please report it")
+        scales = {t: scale_of(*all_ranges[t]) for t in names}
+        cache_text = trt_cache.format_cache(scales, target.cache_code)
+        check_calibration(onnx.load(str(fp32_path)), qmodel, cache_text, trt_version, set(sides), echo)
+        share = int8_mac_share(qmodel)
+        echo(f"INT8: {share['int8_convs']} of {share['convs']} Convs, {share['share']:.1%} of "
+             f"convolution MACs; {TRT_CACHE_FILE} for TensorRT {target.version_text} "
+             f"({len(scales)} tensors, both sides of every INT8 Conv)")
+        role = {t: [] for t in scales}
+        for conv in sides.values():
+            role[conv["input"]].append("input")
+            role[conv["output"]].append("output")
         summary = {
             "method": method,
             "calibrator": {**collect.DEFAULT_CALIBRATOR_OPTIONS.get(method, {}),
@@ -161,11 +195,14 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             "recipe": recipe.describe(),
             "float_nodes": sorted(excl),
             "quantized_nodes": len(qnodes),
-            "tensors": {t: {"min": ranges[t][0], "max": ranges[t][1], "scale": scales[t],
-                            "range_from": sources.get(t, "method")} for t in scales},
+            "tensors": {t: {"min": all_ranges[t][0], "max": all_ranges[t][1], "scale": scales[t],
+                            "range_from": sources.get(t, "method"),
+                            "side": sorted(set(role[t])) or ["quantized"]} for t in sorted(scales)},
+            "tensorrt": {"cache_version": target.version_text, "cache_header": cache_text.splitlines()[0],
+                         "int8_convs": sorted(sides), "conv_sides": sides, "int8_mac_share": share},
             "max_drift": drift_report,
         }
-        (stage / TRT_CACHE_FILE).write_text(trt_cache.format_cache(scales))
+        (stage / TRT_CACHE_FILE).write_text(cache_text)
         (stage / CALIB_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         bundle.add_file(INT8_FILE, artifact="int8", folder=stage, precision="int8", format="qdq",
                         method=method)
@@ -175,6 +212,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         bundle.manifest["calibration"] = {
             "method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
             "warmup_frames": frames, "cache_key": key, "float_nodes": len(excl),
+            "tensorrt": target.version_text, "int8_mac_share": round(share["share"], 4),
             "max_drift": None if drift_report is None else {
                 k: drift_report[k] for k in ("target", "drift_before", "drift_after", "nodes")},
             "seconds": round(time.perf_counter() - t0, 2),

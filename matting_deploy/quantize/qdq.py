@@ -1,7 +1,7 @@
 """Q/DQ graph writing with onnxruntime.quantization (the counterpart of its qdq_quantizer).
 
 Everything is TensorRT-compatible: QuantFormat.QDQ, symmetric INT8 activations and weights
-(zero point 0, scale = amax / 127), per-channel weights, opset >= 13.
+(zero point 0, scale = amax / 127), per-channel weights, float bias, opset >= 13.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def _extra_options(recipe: Recipe) -> dict:
         "WeightSymmetric": True,
         "OpTypesToExcludeOutputQuantization": list(recipe.no_output_qdq),
         "QDQKeepRemovableActivations": True,
+        # Float bias: TensorRT's Dequantize takes INT8/FP8/INT4 only, so an INT32 bias DQ (the
+        # default) does not parse on TensorRT >= 10.1; TensorRT folds the float bias itself.
+        "QuantizeBias": False,
     }
 
 
@@ -114,6 +117,36 @@ def ranges_to_tensors_data(ranges: dict[str, tuple[float, float]], method: str) 
     )
 
 
+def detach_float_readers(model: onnx.ModelProto) -> int:
+    """Give readers of a quantized activation that TensorRT cannot fuse with its DequantizeLinear
+    (anything but a weighted op's data input or a quantizable layer) the float tensor again:
+    onnxruntime feeds the dequantized tensor to every reader, and TensorRT would then run that
+    Q/DQ as separate layers (e.g. src -> Identity -> fgr quantized). Returns readers changed."""
+    from ..check.support import support_data
+
+    facts = support_data()["quantization"]
+    weighted, quantizable = facts["weighted"], set(facts["quantizable"])
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    float_of = {}
+    for dq in model.graph.node:
+        q = producer.get(dq.input[0]) if dq.op_type == "DequantizeLinear" else None
+        if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in inits \
+                and q.input[0] in producer.keys() | {i.name for i in model.graph.input}:
+            float_of[dq.output[0]] = q.input[0]
+    changed = 0
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name not in float_of or node.op_type in quantizable:
+                continue
+            if node.op_type in weighted and i in weighted[node.op_type] and (
+                    node.op_type not in ("Conv", "ConvTranspose") or i == 0):
+                continue
+            node.input[i] = float_of[name]
+            changed += 1
+    return changed
+
+
 def write_qdq(
     fp32: Path,
     out: Path,
@@ -122,5 +155,8 @@ def write_qdq(
     recipe: Recipe,
     nodes_to_exclude,
 ) -> None:
-    """Write the Q/DQ model for ``recipe`` from calibrated ``ranges``."""
+    """Write the Q/DQ model for ``recipe`` from calibrated ``ranges`` (float readers detached)."""
     _quantize(fp32, out, ranges_to_tensors_data(ranges, method), recipe, nodes_to_exclude)
+    model = onnx.load(str(out))
+    if detach_float_readers(model):
+        onnx.save(model, str(out))

@@ -17,10 +17,11 @@ network. Rules:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
 import onnx
+
+from ..check.graph import Graph
 
 RULES = ("stem", "early", "hardswish", "gate", "refiner", "projection")
 
@@ -50,45 +51,6 @@ class Recipe:
             "calibrator_options": self.calibrator_options,
             "range_guard": self.range_guard,
         }
-
-
-class Graph:
-    """Producer/consumer maps of an ONNX graph."""
-
-    def __init__(self, model: onnx.ModelProto):
-        self.model = model
-        self.nodes = list(model.graph.node)
-        self.producer = {o: n for n in self.nodes for o in n.output}
-        self.consumers: dict[str, list] = defaultdict(list)
-        for n in self.nodes:
-            for i in n.input:
-                self.consumers[i].append(n)
-        self.inits = {i.name: i for i in model.graph.initializer}
-        self.inputs = [i.name for i in model.graph.input if i.name not in self.inits]
-        self.value_info = {v.name: v for v in (*model.graph.value_info, *model.graph.input,
-                                                 *model.graph.output)}
-
-    def parent(self, tensor: str):
-        return self.producer.get(tensor)
-
-    def descendants(self, tensors) -> set[str]:
-        """Names of nodes reachable from ``tensors``."""
-        seen, todo = set(), list(tensors)
-        while todo:
-            for n in self.consumers.get(todo.pop(), []):
-                if n.name not in seen:
-                    seen.add(n.name)
-                    todo.extend(n.output)
-        return seen
-
-    def ancestors(self, tensors) -> set[str]:
-        seen, todo = set(), list(tensors)
-        while todo:
-            n = self.producer.get(todo.pop())
-            if n is not None and n.name not in seen:
-                seen.add(n.name)
-                todo.extend(n.input)
-        return seen
 
 
 def _stem(g: Graph) -> set[str]:

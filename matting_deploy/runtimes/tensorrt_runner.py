@@ -262,6 +262,9 @@ class TrtRunner(Runner):
             self._ctx = None
 
     def _release(self) -> None:
+        """Free everything made in the CUDA context (call with it pushed): the stream, device
+        memory, then execution context, engine and runtime."""
+        self._stream = None  # a stream freed after its context is popped would leak or fail
         for mem in getattr(self, "_allocs", []):
             mem.free()
         self._allocs = []

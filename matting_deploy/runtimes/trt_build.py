@@ -10,15 +10,19 @@ fp16          model.onnx + FP16 builder flag          10.x: same; 11.x (no preci
                                                       model.fp16.onnx, strongly typed
 int8          model.onnx + INT8 (+FP16 fallback)      model.int8.onnx (Q/DQ), strongly typed
               flags, scales from calib.cache through
-              a calibrator that only reads the cache
+              a calibrator that only reads the cache,
+              layers outside the recipe pinned FP16
 ============  ======================================  =========================================
+
+Implicit INT8 (trt_implicit.py): the cache is fed with the running TensorRT's version in its
+header, and every layer outside calib.json's INT8 list that has scales on both sides is pinned to
+FP16 (obey precision constraints), so the engine runs INT8 exactly where the Q/DQ model does.
+The builder and runtime are created with ``--device``'s CUDA context current (cuda_device.py).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +36,12 @@ from ..bundle.trt_cache import CalibCache, read_cache
 from ..errors import MattingDeployError
 from ..fileio import atomic_path, check_dir_writable, check_writable, sha256_file, staging_dir
 from ..optional import require
+from .cuda_device import cuda_gpu, device_context
+from .trt_implicit import cache_for, int8_layers, pin_float_layers
 from .trt_logger import make_logger
+
+__all__ = ["CALIBRATORS", "Plan", "build_engine", "cuda_gpu", "make_cache_calibrator", "plan_build",
+           "version_tuple"]
 
 CALIB_CACHE = TRT_CACHE_FILE
 # calib.cache header algorithm -> the TensorRT calibrator interface that reads it.
@@ -135,40 +144,6 @@ def make_cache_calibrator(trt: Any, cache: CalibCache) -> Any:
     return CacheOnlyCalibrator(cache.blob)
 
 
-def cuda_gpu(device: int = 0) -> tuple[str, str]:
-    """(name, compute capability) of CUDA device ``device``, asked from the driver (libcuda)."""
-    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
-    lib = None
-    for name in names:
-        try:
-            lib = ctypes.CDLL(name)
-            break
-        except OSError:
-            continue
-    hint = ("run 'matting-deploy build' on the target machine, with its NVIDIA GPU and driver, "
-            "after pip install 'matting-deploy[trt]' (engines are tied to the GPU and TensorRT "
-            "version)")
-    if lib is None:
-        raise MattingDeployError(f"no NVIDIA GPU here (the NVIDIA driver, {names[0]}, is not "
-                                 f"installed): {hint}")
-    count, dev = ctypes.c_int(0), ctypes.c_int(0)
-    status = lib.cuInit(0)
-    if status == 0:
-        status = lib.cuDeviceGetCount(ctypes.byref(count))
-    if status != 0 or count.value <= device:
-        raise MattingDeployError(
-            f"no usable NVIDIA GPU here (CUDA driver status {status}, {count.value} device(s)): "
-            f"{hint}"
-        )
-    lib.cuDeviceGet(ctypes.byref(dev), device)
-    buf = ctypes.create_string_buffer(256)
-    lib.cuDeviceGetName(buf, 256, dev)
-    major, minor = ctypes.c_int(0), ctypes.c_int(0)
-    lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)  # COMPUTE_CAPABILITY_MAJOR
-    lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)  # COMPUTE_CAPABILITY_MINOR
-    return buf.value.decode(errors="replace"), f"{major.value}.{minor.value}"
-
-
 def _network_tensors(network) -> set[str]:
     names = {network.get_input(i).name for i in range(network.num_inputs)}
     for i in range(network.num_layers):
@@ -190,46 +165,29 @@ def _create_network(trt, builder, strongly_typed: bool):
     return builder.create_network(flags)
 
 
-def build_engine(
-    bundle_dir: str | os.PathLike,
-    precision: str,
-    workspace_mb: int | None = None,
-    timing_cache: str | os.PathLike | None = None,
-    force: bool = False,
-    log: Callable[[str], None] = print,
-    device: int = 0,
-) -> Path:
-    """Build ``model.<precision>.engine`` in the bundle and record it in the manifest.
-
-    Raises MattingDeployError (nothing written) when TensorRT or a GPU is missing, the bundle
-    lacks what the recipe needs, or TensorRT fails to parse or build.
-    """
-    check_dir_writable(bundle_dir)
-    with bundle_lock(bundle_dir, log):
-        return _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device)
+def _timing_cache(config: Any, path: Path | None, log: Callable[[str], None]) -> None:
+    """Load the timing cache file into ``config``; one made on another GPU or TensorRT is refused
+    by TensorRT (set_timing_cache returns False): say so and start a new one."""
+    if path is None:
+        return
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if data and (cache is None or not config.set_timing_cache(cache, False)):
+        log(f"note: {path}: timing cache made on another GPU or TensorRT version; starting a new one")
+        data = b""
+        cache = config.create_timing_cache(b"")
+    if not data and not config.set_timing_cache(cache, False):
+        raise MattingDeployError(f"{path}: TensorRT refused a new timing cache")
 
 
-def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device) -> Path:
-    start = time.perf_counter()
-    bundle = Bundle.open(bundle_dir, log)
-    if precision not in PRECISIONS:
-        raise MattingDeployError(
-            f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
-    engine_file = engine_name(precision)
-    engine_path = bundle.engine_path(precision)
-    check_writable(engine_path, force)
-    trt = require("tensorrt")
-    gpu, capability = cuda_gpu(device)
-    plan = plan_build(bundle, precision, trt.__version__)
-    onnx_path = bundle.verify(plan.artifact)
-    cache = read_cache(bundle.file_path(CALIB_CACHE)) if plan.calib_cache else None  # listed, sha256 checked
-    log(f"building {engine_file} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
-        f"(sm {capability}): {plan.mode}")
-
+def _serialize(trt: Any, plan: Plan, onnx_path: Path, cache: CalibCache | None, int8: set[str],
+               workspace_mb: int | None, timing: Path | None, log: Callable[[str], None]):
+    """Parse, configure and build under the current CUDA context: (engine bytes, timing cache bytes
+    or None, names of the layers pinned to FP16)."""
     logger = make_logger(trt)
     builder = trt.Builder(logger)
     if builder is None:
-        raise MattingDeployError(f"TensorRT cannot create a builder on {gpu} "
+        raise MattingDeployError(f"TensorRT cannot create a builder "
                                  f"({logger.errors[-1] if logger.errors else 'no detail'})")
     network = _create_network(trt, builder, plan.strongly_typed)
     parser = trt.OnnxParser(network, logger)
@@ -242,53 +200,106 @@ def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    calibrator = None
+    if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    calibrator, pinned = None, []
     if cache is not None:
         known = _network_tensors(network)
         covered = len(known & set(cache.scales))
         if covered == 0:
-            raise MattingDeployError(
-                f"{bundle.root / CALIB_CACHE}: none of its tensor names are in {onnx_path.name} "
-                "(made for another model?)"
-            )
-        log(f"{CALIB_CACHE}: {cache.header}, scales for {covered} of {len(known)} tensors")
+            raise MattingDeployError(f"{CALIB_CACHE}: none of its tensor names are in {onnx_path.name} "
+                                     "(made for another model?)")
+        log(f"{CALIB_CACHE}: fed as {cache.header}, scales for {covered} of {len(known)} tensors")
         calibrator = make_cache_calibrator(trt, cache)
         config.int8_calibrator = calibrator
-    cache_path = Path(timing_cache) if timing_cache else None
-    if cache_path is not None:
-        data = cache_path.read_bytes() if cache_path.is_file() else b""
-        config.set_timing_cache(config.create_timing_cache(data), False)
-
+        pinned = pin_float_layers(trt, network, cache.scales, int8)
+        if pinned:
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            log(f"pinned {len(pinned)} layer(s) outside the INT8 recipe to FP16 (obey precision constraints)")
+    _timing_cache(config, timing, log)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         hint = f"; is {CALIB_CACHE} from this model?" if cache is not None else ""
-        raise MattingDeployError(
-            f"{onnx_path}: TensorRT could not build the {precision} engine "
-            f"({logger.errors[-1] if logger.errors else 'no detail'}){hint}"
-        )
-    with staging_dir(bundle.root) as stage:
-        (stage / engine_file).write_bytes(memoryview(serialized))
-        _record(bundle, stage, plan, onnx_path, cache, trt, gpu, capability, workspace_mb,
-                round(time.perf_counter() - start, 2))
-        commit(bundle.root, stage, bundle.manifest, [engine_file])
-    if cache_path is not None:
-        with atomic_path(cache_path, force=True) as tmp:
-            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+        raise MattingDeployError(f"{onnx_path}: TensorRT could not build the {plan.precision} engine "
+                                 f"({logger.errors[-1] if logger.errors else 'no detail'}){hint}")
+    timing_bytes = bytes(memoryview(config.get_timing_cache().serialize())) if timing else None
     del calibrator
+    return bytes(memoryview(serialized)), timing_bytes, pinned
+
+
+def build_engine(
+    bundle_dir: str | os.PathLike,
+    precision: str,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    device: int = 0,
+    precheck: Callable[[Plan, str], None] | None = None,
+) -> Path:
+    """Build ``model.<precision>.engine`` on CUDA device ``device`` and record it in the manifest.
+
+    ``precheck(plan, tensorrt_version)`` runs before anything is built (the command layer passes
+    the TensorRT rule check). Raises MattingDeployError (nothing written) when TensorRT or a GPU is
+    missing, the bundle lacks what the recipe needs, or TensorRT fails to parse or build. Holds the
+    bundle's lock; the engine is staged and committed with one manifest update.
+    """
+    check_dir_writable(bundle_dir)
+    with bundle_lock(bundle_dir, log):
+        return _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device, precheck)
+
+
+def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device, precheck) -> Path:
+    start = time.perf_counter()
+    bundle = Bundle.open(bundle_dir, log)
+    if precision not in PRECISIONS:
+        raise MattingDeployError(
+            f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
+    engine_file = engine_name(precision)
+    engine_path = bundle.engine_path(precision)
+    check_writable(engine_path, force)
+    trt = require("tensorrt")
+    gpu, capability = cuda_gpu(device)
+    plan = plan_build(bundle, precision, trt.__version__)
+    onnx_path = bundle.verify(plan.artifact)
+    cache, int8 = None, set()
+    if plan.calib_cache:  # listed in the manifest, sha256 checked; fed with the running version's header
+        cache = cache_for(read_cache(bundle.file_path(CALIB_CACHE)), trt.__version__)
+        int8 = int8_layers(bundle.root)
+    if precheck is not None:
+        precheck(plan, trt.__version__)
+    log(f"building {engine_file} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
+        f"(device {device}, sm {capability}): {plan.mode}")
+    timing = Path(timing_cache) if timing_cache else None
+    with device_context(device):
+        serialized, timing_bytes, pinned = _serialize(trt, plan, onnx_path, cache, int8, workspace_mb,
+                                                      timing, log)
+    with staging_dir(bundle.root) as stage:
+        (stage / engine_file).write_bytes(serialized)
+        info = _info(bundle, plan, onnx_path, cache, trt, gpu, device, capability, workspace_mb,
+                     round(time.perf_counter() - start, 2))
+        if cache is not None:
+            info["pinned_fp16_layers"] = len(pinned)
+        bundle.add_file(engine_file, artifact=engine_artifact(precision), folder=stage, **info)
+        bundle.manifest.setdefault("engines", {})[precision] = {
+            "file": engine_file, "sha256": bundle.manifest["files"][engine_file]["sha256"], **info}
+        commit(bundle.root, stage, bundle.manifest, [engine_file])
+    if timing is not None and timing_bytes is not None:
+        with atomic_path(timing, force=True) as tmp:
+            tmp.write_bytes(timing_bytes)
     seconds = bundle.manifest["engines"][precision]["build_seconds"]
     log(f"wrote {engine_path} ({engine_path.stat().st_size / 1e6:.1f} MB) in {seconds:.1f} s")
     return engine_path
 
 
-def _record(bundle: Bundle, stage: Path, plan: Plan, onnx_path: Path, cache: CalibCache | None, trt: Any,
-            gpu: str, capability: str, workspace_mb: int | None, seconds: float) -> None:
-    """The engine's entries in the manifest (files, artifacts, engines); not saved."""
-    precision = plan.precision
-    engine_file = engine_name(precision)
+def _info(bundle: Bundle, plan: Plan, onnx_path: Path, cache: CalibCache | None, trt: Any, gpu: str,
+          device: int, capability: str, workspace_mb: int | None, seconds: float) -> dict[str, Any]:
+    """The engine's record for the manifest (``files`` and ``engines`` entries)."""
     info = {
-        "precision": precision,
+        "precision": plan.precision,
         "tensorrt": trt.__version__,
         "gpu": gpu,
+        "device": device,
         "compute_capability": capability,
         "source": onnx_path.name,
         "source_sha256": sha256_file(onnx_path),
@@ -300,6 +311,5 @@ def _record(bundle: Bundle, stage: Path, plan: Plan, onnx_path: Path, cache: Cal
     }
     if cache is not None:
         info["calib_cache_sha256"] = sha256_file(bundle.root / CALIB_CACHE)
-    bundle.add_file(engine_file, artifact=engine_artifact(precision), folder=stage, **info)
-    bundle.manifest.setdefault("engines", {})[precision] = {
-        "file": engine_file, "sha256": bundle.manifest["files"][engine_file]["sha256"], **info}
+        info["calib_cache_fed_as"] = cache.header
+    return info

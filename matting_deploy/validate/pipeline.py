@@ -19,6 +19,7 @@ from ..optional import versions
 from ..runtimes.open import open_runner
 from . import gates as G
 from . import report as R
+from .emulated import emulated_job, mac_shares
 from .jobs import Job, plan_jobs
 from .scoring import Scorer, run_job
 
@@ -84,6 +85,9 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
         notes.append("fp32: added to the run as the reference (no --reference given)")
     jobs, skipped = plan_jobs(bun, names, backends)
     notes += skipped
+    emulated = emulated_job(bun, names, jobs)
+    if emulated is not None:  # implicit INT8 (TensorRT 8.5/8.6/10.0) as its engine runs it
+        jobs.append(emulated)
     if ref is None and not any(j.artifact == "fp32" and j.backend == "cpu" for j in jobs):
         jobs.insert(0, Job("fp32", "cpu", bun.artifact_path("fp32")))
         notes.append("fp32 (cpu): added to the run as the reference (no --reference given)")
@@ -116,6 +120,10 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
     tables = [(title, t) for title, t in tables if t]
     for title, table in tables:
         log(f"\n{title}\n{table}")
+    shares = mac_shares(bun, jobs)
+    for label, share in shares.items():
+        log(f"{label}: {share['share']:.1%} of convolution MACs in INT8 ({share['int8_convs']} of "
+            f"{share['convs']} Convs)")
 
     fp32_alpha = _fp32_alphas(bun, ref_run, scorer)
     result = R.report_dict(
@@ -125,6 +133,7 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
         protocol,
         notes=notes,
         versions={"matting-deploy": __version__, **versions(["onnxruntime"])},
+        int8_mac_share=shares,
         seconds=round(time.perf_counter() - start, 2),
     )
     pause_point("validate-scored")

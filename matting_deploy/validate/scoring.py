@@ -23,6 +23,7 @@ from ..data.pairs import Clip, DataSet, Pair
 from ..data.preprocess import Geometry, alpha_plane, alpha_to_source, preprocess_for
 from ..errors import MattingDeployError, first_line
 from ..runtimes.open import open_runner
+from .emulated import EMULATED, open_emulated
 from .jobs import Job
 from .metrics import METRICS, all_metrics, dtssd_term
 from .overlap import scored_in_background
@@ -163,7 +164,10 @@ def run_job(
     from ..progress import bar as progress_bar
 
     start = time.perf_counter()
-    runner = open_runner(bundle, job.artifact, job.backend)
+    if job.artifact == EMULATED:
+        runner = open_emulated(bundle)
+    else:
+        runner = open_runner(bundle, job.artifact, job.backend)
     bar = progress_bar(len(data.images) + data.n_frames, job.label, enabled=progress)
     try:
         images = []

@@ -1,0 +1,54 @@
+"""The ``int8 implicit-emulated (cpu)`` row: implicit INT8 (TensorRT 8.5/8.6/10.0) as the engine
+will run it (model.onnx + calib.cache, :func:`matting_deploy.check.emulate.implicit_emulation`),
+on onnxruntime CPU; and the share of convolution MACs each INT8 row runs in INT8."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from ..bundle import TRT_CACHE_FILE, Bundle
+from ..bundle.trt_cache import int8_convs, read_cache
+from ..check import int8_mac_share
+from ..check.emulate import implicit_emulation
+from ..runtimes.onnxruntime_runner import OrtRunner
+from .jobs import Job
+
+EMULATED = "int8 implicit-emulated"
+
+
+def emulated_job(bundle: Bundle, artifacts: list[str], jobs: list[Job]) -> Job | None:
+    """The emulation row when int8 is validated on cpu and the bundle has calib.cache."""
+    cache = bundle.root / TRT_CACHE_FILE
+    if "int8" in artifacts and cache.is_file() and any(j.backend == "cpu" for j in jobs):
+        return Job(EMULATED, "cpu", cache)
+    return None
+
+
+def _inputs(bundle: Bundle):
+    model = onnx.load(str(bundle.verify("fp32")))
+    return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_convs(bundle.root)
+
+
+def open_emulated(bundle: Bundle) -> OrtRunner:
+    """An onnxruntime CPU runner on the emulation model (built in memory, loaded from a temp file)."""
+    model = implicit_emulation(*_inputs(bundle))
+    with tempfile.TemporaryDirectory(prefix="md-emu-") as tmp:
+        path = Path(tmp) / "implicit-emulated.onnx"
+        onnx.save(model, str(path))
+        return OrtRunner(path, bundle.states, bundle.downsample_ratio)
+
+
+def mac_shares(bundle: Bundle, jobs: list[Job]) -> dict[str, dict]:
+    """{row label: int8_mac_share} for the INT8 rows (Q/DQ artifact, implicit emulation)."""
+    out = {}
+    for job in jobs:
+        if job.artifact == EMULATED:
+            model, scales, layers = _inputs(bundle)
+            out[job.label] = int8_mac_share(model, scales, layers)
+        elif job.artifact == "int8" and os.fspath(job.path).endswith(".onnx"):
+            out[job.label] = int8_mac_share(onnx.load(str(job.path)))
+    return out
