@@ -26,8 +26,12 @@ from ..errors import MattingDeployError
 @click.option("--seed", default=0, show_default=True, help="Seed of the image choice.")
 @click.option("--warmup-frames", default=4, show_default=True,
               help="RVM: frames run per image so the calibrated frame has real recurrent state.")
+@click.option("--seg-bundle", type=click.Path(file_okay=False, path_type=Path),
+              help="BGM: an RVM or MODNet bundle whose alpha, processed as the official test "
+                   "script does, is the person mask (else data/seg/NAME.*).")
 @click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
-def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, force):
+def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, seg_bundle,
+              force):
     """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json."""
     if not int8_flag:
         raise MattingDeployError("calibrate: pass --int8 (INT8 is the only calibrated precision)")
@@ -36,7 +40,7 @@ def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_
     start = time.perf_counter()
     report = run_calibration(
         bundle_dir, data, num=num, method=method, max_drift=max_drift, seed=seed,
-        warmup_frames=warmup_frames, force=force, echo=lambda m: click.echo(m, err=True),
+        warmup_frames=warmup_frames, force=force, seg_bundle=seg_bundle, echo=lambda m: click.echo(m, err=True),
     )
     click.echo(
         f"wrote {INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON} in {report['bundle']} "

@@ -27,12 +27,21 @@ from ..runtimes import BACKENDS
               help="Recurrent models on a still image: runs from zero state, the last kept.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="onnxruntime intra-op threads (0 = default).")
+@click.option("--bgr", type=click.Path(exists=True),
+              help="BGM: the clean background plate (an image, or a folder with one per frame name).")
+@click.option("--seg-bundle", type=click.Path(file_okay=False),
+              help="BGM: an RVM or MODNet bundle whose alpha, processed officially, is the mask.")
+@click.option("--postprocess", type=click.Choice(["none", "official"]), default="none",
+              show_default=True,
+              help="BGM: the official post-processing (image as foreground where alpha > 0.975, "
+                   "largest connected component of alpha > 0.05).")
 @click.option("--force", is_flag=True, help="Replace existing alpha/, composite/, infer.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def infer(bundle, artifact, backend, input_path, out, background, ofd, ofd_threshold, resize,
-          warmup_frames, threads, force, quiet):
+          warmup_frames, threads, bgr, seg_bundle, postprocess, force, quiet):
     """Alpha mattes and composites at the source size for an image, frames or a video."""
     from ..infer.pipeline import run_infer
 
     run_infer(bundle, input_path, out, artifact, backend, background, ofd, ofd_threshold, resize,
-              warmup_frames, threads, force, progress=not quiet, log=click.echo)
+              warmup_frames, threads, force, progress=not quiet, log=click.echo, bgr=bgr,
+              seg_bundle=seg_bundle, postprocess=postprocess)

@@ -9,12 +9,25 @@ from ..runtimes.base import Runner
 
 PARITY_FRAMES = 5
 FP32_MAX_ABS = 1e-4
+FP16_MAX_ABS = 0.25  # FP16 vs FP32, any output: beyond rounding, a saturated or broken layer
+FP16_MAX_VALUE = 65504.0  # largest finite FP16 value
+
+
+Frame = np.ndarray | dict[str, np.ndarray]  # src alone, or every input by name (BGM)
 
 
 def parity_frames(model: str, height: int, width: int, frames: int = PARITY_FRAMES,
-                  seed: int = 0) -> list[np.ndarray]:
+                  seed: int = 0) -> list[Frame]:
     """Seeded images (half a smooth random pattern, half uniform noise) at 5/4 of the input size,
-    brought to the model input by the model's own preprocessing, like every real image."""
+    brought to the model input by the model's own preprocessing, like every real image.
+
+    BGM: ``{src, bgr, seg}`` from :func:`~matting_deploy.models.bgm.seeded_inputs` (a textured
+    person-like ellipse over its plate with a wider soft mask: a non-trivial alpha)."""
+    if model == "bgm":
+        from ..models.bgm.seeded import seeded_inputs
+
+        return [dict(zip(("src", "bgr", "seg"), seeded_inputs(height, width, seed=seed + k),
+                         strict=True)) for k in range(frames)]
     rng = np.random.default_rng(seed)
     ih, iw = height * 5 // 4, width * 5 // 4
     yy, xx = np.mgrid[0:ih, 0:iw].astype(np.float32)
@@ -33,13 +46,15 @@ def compare(reference: Runner, candidate: Runner, frames: list[np.ndarray], agai
 
     ``max_abs``/``mean_abs`` are for alpha; ``max_abs_all`` covers every output both sides
     produce (fgr and the recurrent states too), so a broken state path cannot hide behind
-    an alpha that happens to be flat.
+    an alpha that happens to be flat; ``nonfinite`` counts NaN/inf values the candidate returned.
     """
     reference.reset()
     candidate.reset()
-    max_abs, max_all, total, count = 0.0, 0.0, 0.0, 0
-    for src in frames:
-        ref, got = reference.run(src), candidate.run(src)
+    max_abs, max_all, total, count, nonfinite = 0.0, 0.0, 0.0, 0, 0
+    for frame in frames:
+        inputs = frame if isinstance(frame, dict) else {"src": frame}
+        ref, got = reference.run(**inputs), candidate.run(**inputs)
+        nonfinite += sum(int(np.size(v) - np.isfinite(v).sum()) for v in got.values())
         diff = np.abs(got["pha"].astype(np.float64) - ref["pha"])
         max_abs = max(max_abs, float(diff.max()))
         total += float(diff.sum())
@@ -49,4 +64,4 @@ def compare(reference: Runner, candidate: Runner, frames: list[np.ndarray], agai
     reference.reset()
     candidate.reset()
     return {"against": against, "frames": len(frames), "max_abs": max_abs, "mean_abs": total / count,
-            "max_abs_all": max_all}
+            "max_abs_all": max_all, "nonfinite": nonfinite}

@@ -16,12 +16,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bundle import Bundle
+from ..data.bgm import BgmInputs, plate_reader
 from ..data.imaging import load_image, resize_image, save_png
 from ..data.preprocess import alpha_to_source, preprocess_for
 from ..data.sources import open_input
 from ..errors import MattingDeployError
 from ..fileio import staging_dir, write_json
 from ..runtimes.open import open_runner
+from ..runtimes.segmenter import segmenter
+from .postprocess import COMPONENT, POSTPROCESS, official
 
 COLOURS = {
     "green": (0.0, 1.0, 0.0),
@@ -66,6 +69,26 @@ def fgr_to_source(fgr: Any, geo: Any) -> Any:
     return np.clip(resize_image(np.ascontiguousarray(img), *geo.src_hw), 0.0, 1.0)
 
 
+def _bgm_inputs(bun: Bundle, bgr: Any, seg_bundle: Any, postprocess: str, resize: str) -> tuple:
+    """BGM's (plate/mask provider, plate by frame name); (None, None) for the other models."""
+    if postprocess not in POSTPROCESS:
+        raise MattingDeployError(f"--postprocess {postprocess}: choose {', '.join(POSTPROCESS)}")
+    if bun.model != "bgm":
+        for flag, value in (("--bgr", bgr), ("--seg-bundle", seg_bundle),
+                            ("--postprocess", postprocess != "none")):
+            if value:
+                raise MattingDeployError(f"{flag}: Background Matting only ({bun.root} is {bun.model})")
+        return None, None
+    if not bgr:
+        raise MattingDeployError("--bgr: a Background Matting bundle needs the clean plate "
+                                 "(an image, or a folder with one per frame name)")
+    if not seg_bundle:
+        raise MattingDeployError("--seg-bundle: a Background Matting bundle needs a person mask: "
+                                 "name an RVM or MODNet bundle")
+    plates = plate_reader(bgr)
+    return BgmInputs(*bun.input_hw, resize, mask_fn=segmenter(seg_bundle)), plates
+
+
 def run_infer(
     bundle: str | os.PathLike,
     input_path: str | os.PathLike,
@@ -81,6 +104,9 @@ def run_infer(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    bgr: str | os.PathLike | None = None,
+    seg_bundle: str | os.PathLike | None = None,
+    postprocess: str = "none",
 ) -> dict[str, Any]:
     """Matte every frame of ``input_path``; writes ``out/alpha/*.png`` and ``out/composite/*.png``.
 
@@ -97,6 +123,7 @@ def run_infer(
         raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
     bun = Bundle.open(bundle)
     bg = background_for(background)
+    extras, plates = _bgm_inputs(bun, bgr, seg_bundle, postprocess, resize)
     kind, total, frames = open_input(input_path)
     if ofd and kind == "image":
         log("note: --ofd needs a sequence of frames; ignored for a single image")
@@ -118,19 +145,25 @@ def run_infer(
             name, image, geo = meta
             alpha = alpha_to_source(outs["pha"], geo)
             fg = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else image
+            if postprocess == "official":
+                alpha, fg, found = official(alpha, fg, image)
+                if not found:
+                    empty.append(name)
             a = alpha[..., None]
             save_png(stage / "alpha" / f"{name}.png", alpha)
             save_png(stage / "composite" / f"{name}.png", a * fg + (1.0 - a) * bg(*alpha.shape))
             count += 1
 
         pending: deque = deque()
+        empty: list[str] = []
         bar = tqdm(total=total, desc="infer", unit="frame", file=sys.stderr, disable=not progress)
         try:
             for name, image in frames:
                 src, geo = preprocess(image, h, w, resize=resize)
+                extra = extras.extra(None, image, plates(name)) if extras else {}
                 pending.append((name, image, geo))
                 for _ in range(repeats):
-                    outs = runner.run(src)
+                    outs = runner.run(src, **extra)
                 if outs:  # with OFD the first frame's result comes one call later
                     emit(outs, pending.popleft())
                 bar.update()
@@ -149,6 +182,8 @@ def run_infer(
             "input": str(input_path), "kind": kind, "frames": count, "resize": resize,
             "background": background, "ofd": ofd, "ofd_threshold": ofd_threshold if ofd else None,
             "warmup_frames": repeats, "seconds": round(seconds, 2),
+            **({"bgr": str(bgr), "seg_bundle": str(seg_bundle)} if extras else {}),
+            "postprocess": postprocess, "no_component": empty,
         })
         out.mkdir(parents=True, exist_ok=True)
         for name in (*OUTPUTS, "infer.json"):
@@ -156,6 +191,9 @@ def run_infer(
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(stage / name, target)
+    if empty:
+        log(f"note: {len(empty)} frame(s) had no alpha above {COMPONENT} (written as zeros; the "
+            f"official script skips them): {', '.join(empty[:5])}")
     log(f"{count} frame(s) -> {out}/alpha, {out}/composite in {seconds:.1f} s "
         f"({count / max(seconds, 1e-9):.1f} frames/s end to end)")
     return {"frames": count, "seconds": seconds, "kind": kind, "out": str(out)}

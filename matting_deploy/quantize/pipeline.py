@@ -17,10 +17,12 @@ import onnx
 from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE, Bundle, ranges_cache, trt_cache
 from ..calib.feeder import CalibrationFeeder
 from ..calib.sampling import choose, fingerprint, split_holdout
-from ..data.sources import find_source
+from ..data.bgm import BgmInputs, require_plates, side_fingerprint
+from ..data.sources import CalibSource, find_source
 from ..errors import MattingDeployError
 from ..fileio import atomic_path, check_writable, sha256_file
 from ..runtimes.onnxruntime_runner import OrtRunner
+from ..runtimes.segmenter import segmenter
 from . import collect, qdq, sensitivity
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
@@ -30,9 +32,33 @@ CHUNK = 8  # calibration images per collect_data call (bounds histogram memory)
 MAX_HOLDOUT = 8
 
 
+def bgm_inputs(bundle: Bundle, source: CalibSource, seg_bundle: str | Path | None) -> BgmInputs | None:
+    """BGM's plate/mask provider for calibration images (None for other models)."""
+    if bundle.model != "bgm":
+        if seg_bundle:
+            raise MattingDeployError(f"--seg-bundle: only Background Matting bundles take a mask "
+                                     f"({bundle.root} is {bundle.model})")
+        return None
+    if source.kind == "video":
+        raise MattingDeployError(f"{source.root}: BGM calibrates on images with clean plates "
+                                 "(PPM-100 layout plus back/), not a video")
+    require_plates([it.path for it in source.items])
+    return BgmInputs(*bundle.input_hw, mask_fn=segmenter(seg_bundle))
+
+
+def _bgm_key(extras: BgmInputs | None, source: CalibSource, seg_bundle: str | Path | None) -> dict:
+    """BGM's part of the ranges cache key: the plates and masks (or the segmenter's FP32 model)."""
+    if extras is None:
+        return {}
+    seg = Bundle.open(seg_bundle) if seg_bundle else None
+    return {"bgm": side_fingerprint([it.path for it in source.items]),
+            "seg": seg and seg.manifest["files"].get(seg.artifacts.get("fp32", ""), {}).get("sha256")}
+
+
 def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
                     max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
-                    force: bool = False, echo: Callable[[str], None] = print) -> dict:
+                    force: bool = False, seg_bundle: str | Path | None = None,
+                    echo: Callable[[str], None] = print) -> dict:
     """The whole calibrate command; returns a summary dict (also written to calib.json)."""
     if num < 1:
         raise MattingDeployError(f"--num must be at least 1, got {num}")
@@ -47,6 +73,7 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
     for name in (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON):
         check_writable(root / name, force)
     source = find_source(data)
+    extras = bgm_inputs(bundle, source, seg_bundle)
     chosen = choose(source.items, num, seed)
     held: list = []
     if max_drift is not None:
@@ -65,7 +92,8 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
         key = ranges_cache.cache_key(
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
-            holdout=len(held), recipe={k: v for k, v in recipe.describe().items() if k != "name"},
+            holdout=len(held), **_bgm_key(extras, source, seg_bundle),
+            recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
         entry = ranges_cache.load(root, key)
@@ -78,7 +106,8 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
             t = time.perf_counter()
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
-                                       frames, chunk=CHUNK, on_item=lambda _: bar.update(1))
+                                       frames, chunk=CHUNK, on_item=lambda _: bar.update(1),
+                                       extras=extras)
             try:
                 ranges, sources = collect.collect_ranges(prepared, method, tensors, recipe, feeder)
             finally:
@@ -96,7 +125,7 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
         drift_report = None
         if max_drift is not None:
             ctx = CalibContext(bundle, model, prepared, recipe, excl, ranges, method, source, runner,
-                               frames, tmp, echo)
+                               frames, tmp, echo, extras)
             drift_report = fallback(ctx, held, max_drift)
             recipe = recipe.with_excluded(drift_report["nodes"])
             excl = excluded_nodes(model, recipe)

@@ -92,12 +92,21 @@ class OrtRunner(Runner):
         n, _, h, w = src.shape
         return np.zeros(rvm_state_shapes(channels, h, w, self.downsample_ratio or 1.0, n)[index], np.float32)
 
-    def feed(self, src: np.ndarray) -> dict[str, np.ndarray]:
+    @property
+    def extra_names(self) -> list[str]:
+        """Inputs fed by the caller besides ``src`` (BGM: ``bgr``, ``seg``)."""
+        fixed = {"src", "downsample_ratio", *(s.input for s in self.state_specs)}
+        return [n for n in self.input_names if n not in fixed]
+
+    def feed(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
         src = np.ascontiguousarray(src, dtype=np.float32)
         if src.ndim != 4 or src.shape[1] != 3:
             raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
         feed = {"src": src}
+        if extra or self.extra_names:
+            self.check_extra(self.extra_names, extra, self.path)
+            feed.update(extra_feed(src, extra))
         for index, spec in enumerate(self.state_specs):
             feed[spec.input] = self.state.get(spec.input)
             if feed[spec.input] is None:
@@ -106,25 +115,25 @@ class OrtRunner(Runner):
             feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
         return feed
 
-    def model_inputs(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        return self.feed(src)
+    def model_inputs(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        return self.feed(src, **extra)
 
     def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(None, inputs), strict=True))
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        outs = self.run_inputs(self.feed(src))
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.run_inputs(self.feed(src, **extra))
         self.state = {spec.input: outs[spec.output] for spec in self.state_specs}
         return outs
 
-    def bare_call(self, src: np.ndarray) -> Callable[[], Any]:
-        session, feed = self.session, self.feed(src)
+    def bare_call(self, src: np.ndarray, **extra: np.ndarray) -> Callable[[], Any]:
+        session, feed = self.session, self.feed(src, **extra)
         return lambda: session.run(None, feed)
 
     @contextlib.contextmanager
-    def cached_engine(self, src: np.ndarray) -> Iterator[None]:
+    def cached_engine(self, src: np.ndarray, **extra: np.ndarray) -> Iterator[None]:
         real = self.session
-        self.session = _CachedSession(real.run(None, self.feed(src)))
+        self.session = _CachedSession(real.run(None, self.feed(src, **extra)))
         try:
             yield
         finally:
@@ -136,6 +145,18 @@ class OrtRunner(Runner):
 
     def close(self) -> None:
         self.session = None
+
+
+def extra_feed(src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Extra inputs as contiguous float32 (N, C, H, W) with src's N, H and W (one-line errors)."""
+    out = {}
+    for name, value in extra.items():
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+        if arr.ndim != 4 or arr.shape[0] != src.shape[0] or arr.shape[2:] != src.shape[2:]:
+            n, _, h, w = src.shape
+            raise MattingDeployError(f"{name} must be ({n}, C, {h}, {w}) like src, got {arr.shape}")
+        out[name] = arr
+    return out
 
 
 class _CachedSession:

@@ -9,11 +9,13 @@ from typing import Any
 
 from .. import __version__
 from ..bundle import Bundle
+from ..data.bgm import BgmInputs, require_plates
 from ..data.pairs import load_dataset
 from ..data.preprocess import alpha_to_source
 from ..errors import GateFailed, MattingDeployError
 from ..optional import versions
 from ..runtimes.open import open_runner
+from ..runtimes.segmenter import segmenter
 from . import gates as G
 from . import report as R
 from .jobs import Job, plan_jobs
@@ -35,6 +37,7 @@ def run_validation(
     force: bool = False,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    seg_bundle: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the bundle's artifacts on ``data``, write the report folder, return report.json's dict.
 
@@ -46,7 +49,7 @@ def run_validation(
     out = Path(report) if report else bun.root / "report"
     R.check_report_dir(out, force)
     dataset = load_dataset(data, limit)
-    scorer = Scorer(bun, resize, warmup_frames)
+    scorer = Scorer(bun, resize, warmup_frames, _bgm_inputs(bun, dataset, resize, seg_bundle))
     h, w = bun.input_hw
     protocol = {
         "bundle": str(bun.root),
@@ -62,6 +65,8 @@ def run_validation(
         "n_clip_frames": dataset.n_frames,
         "digest": dataset.digest(),
     }
+    if bun.model == "bgm":
+        protocol["seg"] = f"--seg-bundle {Path(seg_bundle).resolve()}" if seg_bundle else "seg/ files"
     gates = G.Gates(max_mse_ratio, max_miou_drop)
     ref = G.load_reference(reference, protocol) if reference else None
 
@@ -122,6 +127,17 @@ def run_validation(
         raise GateFailed("drift gate failed: " + "; ".join(result["failures"]))
     log("all drift gates hold")
     return result
+
+
+def _bgm_inputs(bun: Bundle, dataset, resize: str, seg_bundle: str | Path | None) -> BgmInputs | None:
+    """BGM's plate and mask provider (None for other models); checks back/ exists first."""
+    if bun.model != "bgm":
+        if seg_bundle:
+            raise MattingDeployError(f"--seg-bundle: only Background Matting bundles take a mask "
+                                     f"({bun.root} is {bun.model})")
+        return None
+    require_plates([p.image for p in dataset.images] + [p.image for c in dataset.clips for p in c.frames])
+    return BgmInputs(*bun.input_hw, resize, mask_fn=segmenter(seg_bundle))
 
 
 def _fp32_alphas(bundle: Bundle, ref_run, scorer: Scorer):
