@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..bundle import Bundle
+from ..data.preprocess import extra_inputs
 from ..errors import MattingDeployError
 from ..optional import versions
 from ..runtimes.base import Runner
@@ -25,17 +26,19 @@ def default_artifacts(bundle: Bundle, backend: str) -> list[str]:
     return bundle.engines() if backend == "tensorrt" else list(bundle.onnx_artifacts())
 
 
-def runner_cost_us(runner: Runner, src: np.ndarray, calls: int = 500) -> float | None:
+def runner_cost_us(runner: Runner, src: np.ndarray, calls: int = 500,
+                   extra: dict[str, np.ndarray] | None = None) -> float | None:
     """The runner's own time per call (feed, state, dict building) with the engine taken out:
     median microseconds of ``run`` while the engine returns cached outputs (onnxruntime)."""
-    cached = runner.cached_engine(src)
+    extra = extra or {}
+    cached = runner.cached_engine(src, **extra)
     if cached is None:
         return None
     with cached:
         times = []
         for _ in range(calls):
             t0 = time.perf_counter_ns()
-            runner.run(src)
+            runner.run(src, **extra)
             times.append((time.perf_counter_ns() - t0) / 1e3)
     return float(np.median(times))
 
@@ -47,12 +50,14 @@ def stats(ms: np.ndarray) -> dict[str, float]:
             "fps": 1000.0 / mean if mean > 0 else float("inf")}
 
 
-def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int) -> dict[str, Any]:
-    """Time ``runner.run(src)`` and its bare call, interleaved in blocks; milliseconds."""
-    cost = runner_cost_us(runner, src)
-    bare = runner.bare_call(src)
+def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int,
+            extra: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Time ``runner.run(src, **extra)`` and its bare call, interleaved in blocks; milliseconds."""
+    extra = extra or {}
+    cost = runner_cost_us(runner, src, extra=extra)
+    bare = runner.bare_call(src, **extra)
     for _ in range(warmup):
-        runner.run(src)
+        runner.run(src, **extra)
         if bare is not None:
             bare()
     run_ms, bare_ms = [], []
@@ -60,7 +65,7 @@ def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int) -> dict[st
     while len(run_ms) < iters:
         for _ in range(min(BLOCK, iters - len(run_ms))):
             t0 = clock()
-            runner.run(src)
+            runner.run(src, **extra)
             run_ms.append((clock() - t0) / 1e6)
         if bare is not None:
             for _ in range(min(BLOCK, iters - len(bare_ms))):
@@ -96,11 +101,16 @@ def run_bench(
         raise MattingDeployError(f"{bun.root}: nothing to benchmark on backend '{backend}'")
     spec = io_spec(bun)
     h, w = (spec.h or bun.input_hw[0]), (spec.w or bun.input_hw[1])
-    src = np.random.default_rng(seed).random((spec.n or 1, 3, h, w), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    src = rng.random((spec.n or 1, 3, h, w), dtype=np.float32)
+    # Extra inputs (BGM: plate and mask): random too; the cost of a static graph does not
+    # depend on the values.
+    extra = {name: rng.random((spec.n or 1, 1 if name == "seg" else 3, h, w), dtype=np.float32)
+             for name in extra_inputs(bun.model)}
     rows = []
     for name in names:
         with open_runner(bun, name, backend, threads=threads) as runner:
-            row = {"artifact": name, "backend": backend, **measure(runner, src, iters, warmup)}
+            row = {"artifact": name, "backend": backend, **measure(runner, src, iters, warmup, extra)}
         rows.append(row)
         log(f"{name} ({backend}): p50 {row['p50_ms']:.2f} ms")
     fp32 = next((r for r in rows if r["artifact"] == "fp32"), None)

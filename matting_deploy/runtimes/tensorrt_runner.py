@@ -121,6 +121,9 @@ class TrtRunner(Runner):
         if "src" not in self._io:
             raise MattingDeployError(f"{self.path}: engine has no 'src' input")
         self.src_shape = tuple(self._io["src"][1])
+        # Inputs the caller feeds besides src (BGM: bgr, seg), each with its own host buffer.
+        self.extra_names = [n for n in self.input_names
+                            if n not in ("src", "downsample_ratio") and n not in state_names]
         self._zero_states()
 
     def _describe_io(self) -> dict[str, tuple[bool, tuple[int, ...], Any]]:
@@ -175,18 +178,21 @@ class TrtRunner(Runner):
             detail = self._logger.errors[-1] if self._logger.errors else "no detail"
             raise MattingDeployError(f"{self.path}: TensorRT execution failed ({detail})")
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        """One frame batch; returns ``pha`` (and ``fgr``) as float32 host arrays."""
-        src = np.asarray(src)
-        if src.shape != self.src_shape:
-            raise MattingDeployError(
-                f"{self.path}: src must be {self.src_shape} for this engine, got {src.shape}"
-            )
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        """One frame batch (plus the extra inputs by name, e.g. BGM's ``bgr`` and ``seg``);
+        returns ``pha`` (and ``fgr``) as float32 host arrays."""
+        self.check_extra(self.extra_names, extra, self.path)
+        inputs = {"src": np.asarray(src), **{n: np.asarray(v) for n, v in extra.items()}}
+        for name, value in inputs.items():
+            if value.shape != tuple(self._io[name][1]):
+                raise MattingDeployError(f"{self.path}: {name} must be {tuple(self._io[name][1])} "
+                                         f"for this engine, got {value.shape}")
         cuda = self._cuda
         self._ctx.push()
         try:
-            np.copyto(self._host["src"], src, casting="unsafe")
-            cuda.memcpy_htod_async(self._dev["src"], self._host["src"], self._stream)
+            for name, value in inputs.items():
+                np.copyto(self._host[name], value, casting="unsafe")
+                cuda.memcpy_htod_async(self._dev[name], self._host[name], self._stream)
             self._execute()
             for name in self.output_names:
                 cuda.memcpy_dtoh_async(self._host[name], self._dev[name], self._stream)
@@ -198,7 +204,7 @@ class TrtRunner(Runner):
             bufs.reverse()
         return {name: self._host[name].astype(np.float32, copy=True) for name in self.output_names}
 
-    def bare_call(self, src: np.ndarray):
+    def bare_call(self, src: np.ndarray, **extra: np.ndarray):
         return self.execute_only
 
     def execute_only(self) -> None:
