@@ -47,7 +47,9 @@ def official_seg(mask: np.ndarray) -> np.ndarray:
     for _ in range(DILATE_TIMES):
         m = ndimage.grey_dilation(m, footprint=DILATE_KERNEL, mode="nearest")
     m = ndimage.gaussian_filter(m, sigma=SIGMA, truncate=3.0, mode="mirror")
-    return np.floor(np.clip(m, 0, 1) * 255) / 255  # the official uint8 step (truncation)
+    # The official uint8 step truncates; the epsilon absorbs the blur's float rounding (a flat
+    # region of ones stays 255, as with OpenCV's exactly normalised kernel).
+    return np.floor(np.clip(m, 0, 1) * 255 + 1e-3) / 255
 
 
 def _find(folder: Path, stem: str) -> Path | None:
