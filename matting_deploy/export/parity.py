@@ -41,19 +41,27 @@ def parity_frames(model: str, height: int, width: int, frames: int = PARITY_FRAM
     return out
 
 
-def compare(reference: Runner, candidate: Runner, frames: list[np.ndarray], against: str) -> dict:
+def compare(reference: Runner | list[dict], candidate: Runner, frames: list[Frame], against: str,
+            keep: list[dict] | None = None) -> dict:
     """|candidate - reference| over ``frames`` run in order (states carried).
 
     ``max_abs``/``mean_abs`` are for alpha; ``max_abs_all`` covers every output both sides
     produce (fgr and the recurrent states too), so a broken state path cannot hide behind
     an alpha that happens to be flat; ``nonfinite`` counts NaN/inf values the candidate returned.
+    ``reference`` may be the outputs of an earlier pass (one dict per frame, e.g. ``keep`` of an
+    earlier call, which collects the candidate's outputs): the heaviest model is not run twice.
     """
-    reference.reset()
+    recorded = reference if isinstance(reference, list) else None
+    if recorded is None:
+        reference.reset()
     candidate.reset()
     max_abs, max_all, total, count, nonfinite = 0.0, 0.0, 0.0, 0, 0
-    for frame in frames:
+    for k, frame in enumerate(frames):
         inputs = frame if isinstance(frame, dict) else {"src": frame}
-        ref, got = reference.run(**inputs), candidate.run(**inputs)
+        ref = recorded[k] if recorded is not None else reference.run(**inputs)
+        got = candidate.run(**inputs)
+        if keep is not None:
+            keep.append({n: np.array(v, copy=True) for n, v in got.items()})
         nonfinite += sum(int(np.size(v) - np.isfinite(v).sum()) for v in got.values())
         diff = np.abs(got["pha"].astype(np.float64) - ref["pha"])
         max_abs = max(max_abs, float(diff.max()))
@@ -61,7 +69,8 @@ def compare(reference: Runner, candidate: Runner, frames: list[np.ndarray], agai
         count += diff.size
         for name in set(ref) & set(got):
             max_all = max(max_all, float(np.abs(got[name].astype(np.float64) - ref[name]).max()))
-    reference.reset()
+    if recorded is None:
+        reference.reset()
     candidate.reset()
     return {"against": against, "frames": len(frames), "max_abs": max_abs, "mean_abs": total / count,
             "max_abs_all": max_all, "nonfinite": nonfinite}

@@ -158,7 +158,8 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
         states = _state_specs(shapes)
         frames = parity_frames(opts.model, opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
-        parity = {"fp32": compare(reference, fp32, frames, against)}
+        fp32_outputs: list[dict] = []
+        parity = {"fp32": compare(reference, fp32, frames, against, keep=fp32_outputs)}
         p32 = parity["fp32"]
         if getattr(reference, "max_activation", 0.0):
             p32["max_activation"] = reference.max_activation
@@ -178,7 +179,7 @@ def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bu
             fp16_path = stage / ARTIFACT_FILES["fp16"]
             onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
             fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
-            parity["fp16"] = p16 = compare(fp32, fp16, frames, "fp32")
+            parity["fp16"] = p16 = compare(fp32_outputs, fp16, frames, "fp32")
             files.append(fp16_path)
             peak = p32.get("max_activation")
             progress.stage("fp16", f"parity vs fp32: max {p16['max_abs']:.2e} "
