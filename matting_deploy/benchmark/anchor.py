@@ -45,6 +45,9 @@ def _network(bundle: Bundle) -> tuple[Any, str]:
     if not (source == "pytorch" or (isinstance(source, dict) and "onnx" in source)):
         raise MattingDeployError(f"--anchor torch: {bundle.root}: not exported from this project's "
                                  f"networks (source {source!r}): no PyTorch twin to time")
+    if bundle.model == "bgm":
+        raise MattingDeployError(f"--anchor torch: {bundle.root}: Background Matting (inputs src, "
+                                 "bgr, seg) has no anchor; the anchor times src-only networks")
     if bundle.model == "rvm":
         channels = tuple(s.shape[1] for s in bundle.states if s.shape is not None)
         if channels != RVM_STATE_CHANNELS.get(variant):

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..bundle import Bundle
+from ..data.preprocess import extra_inputs
 from ..errors import MattingDeployError
 from ..optional import require, versions
 from ..runtimes.base import Runner
@@ -24,17 +25,19 @@ def default_artifacts(bundle: Bundle, backend: str) -> list[str]:
     return bundle.engines() if backend == "tensorrt" else list(bundle.onnx_artifacts())
 
 
-def runner_cost_us(runner: Runner, src: np.ndarray, calls: int = 500) -> float | None:
+def runner_cost_us(runner: Runner, src: np.ndarray, calls: int = 500,
+                   extra: dict[str, np.ndarray] | None = None) -> float | None:
     """The runner's own time per call (feed, state, dict building) with the engine taken out:
     median microseconds of ``run`` while the engine returns cached outputs (onnxruntime)."""
-    cached = runner.cached_engine(src)
+    extra = extra or {}
+    cached = runner.cached_engine(src, **extra)
     if cached is None:
         return None
     with cached:
         times = []
         for _ in range(calls):
             t0 = time.perf_counter_ns()
-            runner.run(src)
+            runner.run(src, **extra)
             times.append((time.perf_counter_ns() - t0) / 1e3)
     return float(np.median(times))
 
@@ -47,12 +50,14 @@ def stats(ms: np.ndarray) -> dict[str, float]:
 
 
 def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int,
-            anchor: Anchor | None = None) -> dict[str, Any]:
-    """Time ``runner.run(src)``, its bare call, its device-only call and the anchor's calls,
-    interleaved one after the other (noise hits all alike); milliseconds."""
-    cost = runner_cost_us(runner, src)
-    calls: dict[str, Callable[[], Any]] = {"run": lambda: runner.run(src)}
-    extra = {"bare": runner.bare_call(src), "device": runner.device_call(src)}
+            anchor: Anchor | None = None, inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Time ``runner.run(src, **inputs)`` (``inputs``: the extra inputs, BGM's plate and mask), its
+    bare call, its device-only call and the anchor's calls, interleaved one after the other (noise
+    hits all alike); milliseconds."""
+    inputs = inputs or {}
+    cost = runner_cost_us(runner, src, extra=inputs)
+    calls: dict[str, Callable[[], Any]] = {"run": lambda: runner.run(src, **inputs)}
+    extra = {"bare": runner.bare_call(src, **inputs), "device": runner.device_call(src, **inputs)}
     if anchor is not None:
         extra.update(anchor=anchor.host_call, anchor_device=anchor.device_call)
     calls.update((k, f) for k, f in extra.items() if f is not None)
@@ -106,7 +111,12 @@ def run_bench(
         raise MattingDeployError(f"{bun.root}: nothing to benchmark on backend '{backend}'")
     spec = io_spec(bun)
     h, w = (spec.h or bun.input_hw[0]), (spec.w or bun.input_hw[1])
-    src = np.random.default_rng(seed).random((spec.n or 1, 3, h, w), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    src = rng.random((spec.n or 1, 3, h, w), dtype=np.float32)
+    # Extra inputs (BGM: plate and mask): random too; the cost of a static graph does not
+    # depend on the values.
+    extra = {name: rng.random((spec.n or 1, 1 if name == "seg" else 3, h, w), dtype=np.float32)
+             for name in extra_inputs(bun.model)}
     rows = []
     log(f"timing {', '.join(names)} on {backend}: {warmup} warm-up + {iters} timed calls each, every call "
         "paired with a bare engine call")
@@ -116,7 +126,7 @@ def run_bench(
         try:
             with open_runner(bun, name, backend, threads=threads) as runner:
                 row = {"artifact": name, "backend": backend,
-                       **measure(runner, src, iters, warmup, ref)}
+                       **measure(runner, src, iters, warmup, ref, extra)}
         finally:
             if ref is not None:
                 ref.close()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..data.bgm import BgmInputs
 from ..data.preprocess import preprocess_for
 from ..data.sources import CalibItem, CalibSource, FrameLoader, warmup_items
 from ..errors import MattingDeployError
@@ -43,6 +44,7 @@ class CalibrationFeeder(_Reader):
         chunk: int = 0,
         on_item: Callable[[CalibItem], None] | None = None,
         loader: FrameLoader | None = None,
+        extras: BgmInputs | None = None,
     ):
         if warmup_frames < 1:
             raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
@@ -56,6 +58,7 @@ class CalibrationFeeder(_Reader):
         self.chunk = chunk
         self.on_item = on_item
         self.loader = loader or FrameLoader(source)
+        self.extras = extras  # BGM: bgr and seg of each image
         self.skipped: list[str] = []
         self.used: list[CalibItem] = []
         self._pos = 0
@@ -74,17 +77,19 @@ class CalibrationFeeder(_Reader):
         self.used = []
         self.skipped = []
 
-    def _src(self, item: CalibItem) -> np.ndarray:
-        src, _ = self.preprocess(self.loader.load(item), *self.input_hw)
-        return src
+    def _src(self, item: CalibItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        image = self.loader.load(item)
+        src, _ = self.preprocess(image, *self.input_hw)
+        return src, (self.extras.extra(item.path, image) if self.extras else {})
 
     def feed_for(self, item: CalibItem) -> dict[str, np.ndarray]:
         """The input dict of ``item``'s frame after FP32 warm-up (raises on unreadable files)."""
         self.runner.reset()
-        src = self._src(item)
+        src, extra = self._src(item)
         for prev in warmup_items(self.source, item, self.warmup_frames):
-            self.runner.run(src if prev is item else self._src(prev))
-        return {k: np.array(v, copy=True) for k, v in self.runner.model_inputs(src).items()}
+            inputs = (src, extra) if prev is item else self._src(prev)
+            self.runner.run(inputs[0], **inputs[1])
+        return {k: np.array(v, copy=True) for k, v in self.runner.model_inputs(src, **extra).items()}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.chunk and self._in_chunk >= self.chunk:

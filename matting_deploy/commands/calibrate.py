@@ -16,6 +16,7 @@ from .options import examples
 @click.command("calibrate", epilog=examples(
     "matting-deploy calibrate --int8 --bundle bundles/rvm --data PPM-100",
     "matting-deploy calibrate --int8 --bundle bundles/rvm --data clip.mp4 --num 50 --max-drift 5e-5",
+    "matting-deploy calibrate --int8 --bundle bundles/bgm --data PPM-100   # with back/ and seg/ beside image/",
 ))
 @click.option("--int8", "int8_flag", is_flag=True,
               help="Calibrate for INT8 (the only mode).  [required]")
@@ -35,8 +36,12 @@ from .options import examples
 @click.option("--trt-version", default=DEFAULT_TRT_VERSION, show_default=True, metavar="X.Y.Z",
               help="TensorRT that reads calib.cache (implicit INT8: 8.5.x, 8.6.x, 10.0.x); its header "
                    "names this version, e.g. 8.5.2 for JetPack 5.1, 8.6.2 for JetPack 6.0.")
+@click.option("--seg-bundle", type=click.Path(file_okay=False, path_type=Path),
+              help="BGM: an RVM or MODNet bundle whose alpha, processed as the official test "
+                   "script does, is the person mask (else data/seg/NAME.*).")
 @click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
-def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version, force):
+def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version,
+              seg_bundle, force):
     """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json."""
     if not int8_flag:
         raise MattingDeployError("--int8: required (INT8 is the only calibrated precision)")
@@ -45,8 +50,8 @@ def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_
     start = time.perf_counter()
     report = run_calibration(
         bundle_dir, data, num=num, method=method, max_drift=max_drift, seed=seed,
-        warmup_frames=warmup_frames, force=force, echo=lambda m: click.echo(m, err=True),
-        trt_version=trt_version,
+        warmup_frames=warmup_frames, force=force, seg_bundle=seg_bundle,
+        echo=lambda m: click.echo(m, err=True), trt_version=trt_version,
     )
     click.echo(
         f"wrote {INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON} in {report['bundle']} "

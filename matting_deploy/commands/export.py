@@ -13,8 +13,10 @@ from .options import examples
     "matting-deploy export --model rvm --from-onnx rvm_mobilenetv3_fp32.onnx --fp16 --out bundles/rvm",
     "matting-deploy export --model modnet --from-onnx modnet.onnx --height 512 --width 288 --out bundles/modnet",
     "matting-deploy export --model modnet --weights modnet_photographic_portrait_matting.ckpt --out bundles/modnet",
+    "matting-deploy export --model bgm --height 256 --width 256 --fp16 --out bundles/bgm",
 ))
-@click.option("--model", type=click.Choice(["modnet", "rvm"]), required=True, help="Network to export.")
+@click.option("--model", type=click.Choice(["modnet", "rvm", "bgm"]), required=True,
+              help="Network to export (bgm = Background Matting v1: inputs src, bgr, seg).")
 @click.option("--variant", type=click.Choice(["mobilenetv3", "resnet50"]), default="mobilenetv3",
               show_default=True, help="RVM encoder.")
 @click.option("--weights", type=click.Path(dir_okay=False),
@@ -22,10 +24,10 @@ from .options import examples
 @click.option("--from-onnx", "from_onnx", type=click.Path(dir_okay=False),
               help="Start from an existing ONNX: the official RVM release (rvm_mobilenetv3_fp32.onnx) or "
                    "the official MODNet export (input 'input' in [-1, 1], output 'output'). No PyTorch needed.")
-@click.option("--height", type=int, default=480, show_default=True,
-              help="Input height in pixels (MODNet: divisible by 32).")
-@click.option("--width", type=int, default=288, show_default=True,
-              help="Input width in pixels (MODNet: divisible by 32).")
+@click.option("--height", type=int, default=None,
+              help="Input height in pixels (MODNet: divisible by 32) [default: 480; bgm 512].")
+@click.option("--width", type=int, default=None,
+              help="Input width in pixels (MODNet: divisible by 32) [default: 288; bgm 512].")
 @click.option("--downsample-ratio", type=float, default=1.0, show_default=True,
               help="RVM only: encoder input scale, baked into static graphs.")
 @click.option("--dynamic", is_flag=True, help="Symbolic batch/height/width (static by default).")
@@ -35,7 +37,7 @@ from .options import examples
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--force", is_flag=True, help="Overwrite an existing bundle.")
 def export(**kw) -> None:
-    """Export MODNet or RVM to a bundle: simplified FP32 ONNX (+FP16), parity-checked."""
+    """Export MODNet, RVM or Background Matting v1 to a bundle: simplified FP32 ONNX (+FP16), parity-checked."""
     from ..export.pipeline import ExportOptions, export_bundle
 
     kw["out"] = Path(kw["out"])

@@ -12,6 +12,8 @@ from .options import examples
     "matting-deploy infer --bundle bundles/rvm --input clip.mp4 --out runs/clip   # com.mp4, pha.mp4, fgr.mp4",
     "matting-deploy infer --bundle bundles/rvm --artifact int8 --input photos/ --out runs/photos --background white",
     "matting-deploy infer --bundle bundles/modnet --input frames/ --out runs/frames --ofd --output-type png",
+    "matting-deploy infer --bundle bundles/bgm --input photo.jpg --bgr plate.jpg --seg-bundle bundles/rvm "
+    "--out runs/bgm",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--artifact", default="fp32", show_default=True,
@@ -42,13 +44,22 @@ from .options import examples
               help="Recurrent models on a still image: runs from zero state, the last kept.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="onnxruntime intra-op threads (0 = default).")
+@click.option("--bgr", type=click.Path(exists=True),
+              help="BGM: the clean background plate (an image, or a folder with one per frame name).")
+@click.option("--seg-bundle", type=click.Path(file_okay=False),
+              help="BGM: an RVM or MODNet bundle whose alpha, processed officially, is the mask.")
+@click.option("--postprocess", type=click.Choice(["none", "official"]), default="none",
+              show_default=True,
+              help="BGM: the official post-processing (image as foreground where alpha > 0.975, "
+                   "largest connected component of alpha > 0.05).")
 @click.option("--force", is_flag=True, help="Replace existing outputs (PNG folders or videos) and infer.json.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def infer(bundle, artifact, backend, input_path, as_, out, output_type, video_mbps, background, ofd,
-          ofd_threshold, resize, warmup_frames, threads, force, quiet):
+          ofd_threshold, resize, warmup_frames, threads, bgr, seg_bundle, postprocess, force, quiet):
     """Alpha mattes and composites at the source size for an image, a folder or a video."""
     from ..infer.pipeline import run_infer
 
     run_infer(bundle, input_path, out, artifact, backend, background, ofd, ofd_threshold, resize,
               warmup_frames, threads, force, progress=not quiet, log=click.echo, as_=as_,
-              output_type=output_type, video_mbps=video_mbps)
+              output_type=output_type, video_mbps=video_mbps, bgr=bgr, seg_bundle=seg_bundle,
+              postprocess=postprocess)

@@ -66,6 +66,11 @@ from .options import examples, split_list
 @click.option(
     "--report", type=click.Path(file_okay=False), help="Report folder (default: BUNDLE/report)."
 )
+@click.option(
+    "--seg-bundle", type=click.Path(file_okay=False),
+    help="BGM: an RVM or MODNet bundle whose alpha, processed as the official test script does, "
+    "is the person mask (else data/seg/NAME.*).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing report folder.")
 def validate(**kw: Any) -> None:
     """Score every artifact against ground-truth mattes and gate its drift from FP32.

@@ -75,11 +75,19 @@ Preprocess = Callable[..., tuple[np.ndarray, Geometry]]
 
 # One entry per model: today both graphs take the same raw RGB input; a model whose graph
 # needs a different host-side step gets its own function here, and every caller picks it up.
-PREPROCESS: dict[str, Preprocess] = {"modnet": to_model_input, "rvm": to_model_input}
+PREPROCESS: dict[str, Preprocess] = {"modnet": to_model_input, "rvm": to_model_input,
+                                     "bgm": to_model_input}
+# Inputs a model takes besides src, made per image by their own module (BGM: data/bgm.py).
+EXTRA_INPUTS: dict[str, tuple[str, ...]] = {"bgm": ("bgr", "seg")}
+
+
+def extra_inputs(model: str) -> tuple[str, ...]:
+    """Names of the inputs ``model`` needs besides ``src`` (empty for MODNet and RVM)."""
+    return EXTRA_INPUTS.get(model, ())
 
 
 def preprocess_for(model: str) -> Preprocess:
-    """The preprocessing function of ``model`` ('modnet' or 'rvm')."""
+    """The preprocessing function of ``model`` ('modnet', 'rvm' or 'bgm': src only)."""
     try:
         return PREPROCESS[model]
     except KeyError:

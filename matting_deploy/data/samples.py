@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..fileio import atomic_path
+from .bgm import official_seg
 from .imaging import load_image, resize_image, save_png
 
 
@@ -52,8 +53,9 @@ def _cover(background: np.ndarray, height: int, width: int, rng: np.random.Gener
 
 
 def composite(layer: Layer, background: np.ndarray, height: int, width: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Place the layer bottom-aligned (its cut edge stays at the frame edge) on a background."""
+              rng: np.random.Generator, with_plate: bool = False) -> tuple[np.ndarray, ...]:
+    """Place the layer bottom-aligned (its cut edge stays at the frame edge) on a background:
+    (image, alpha), plus the background crop itself (the clean plate) with ``with_plate``."""
     scale = width / layer.alpha.shape[1] * rng.uniform(0.75, 1.05)
     lh, lw = round(layer.alpha.shape[0] * scale), round(layer.alpha.shape[1] * scale)
     fgr, alpha = resize_image(layer.fgr, lh, lw), resize_image(layer.alpha, lh, lw)
@@ -69,6 +71,8 @@ def composite(layer: Layer, background: np.ndarray, height: int, width: int,
     full_a = np.round(np.clip(full_a, 0, 1) * 255) / 255
     bg = _cover(background, height, width, rng)
     image = full_a[..., None] * full_f + (1 - full_a[..., None]) * bg
+    if with_plate:
+        return image.astype(np.float32), full_a, np.ascontiguousarray(bg, np.float32)
     return image.astype(np.float32), full_a
 
 
@@ -77,18 +81,23 @@ FRAME_SHAPES = ((640, 480), (720, 480), (600, 400), (480, 640), (540, 720))
 
 def write_set(root: Path, layers: list[Layer], backgrounds: dict[str, np.ndarray], count: int,
               seed: int) -> list[str]:
-    """Write ``count`` composites to root/image/*.jpg and root/matte/*.png; returns their names."""
+    """Write ``count`` composites to root/image/*.jpg and root/matte/*.png; returns their names.
+
+    Each also gets its clean plate (root/back/*.jpg) and the matte processed like a segmentation
+    model's mask by the official Background Matting script (root/seg/*.png), for BGM bundles."""
     rng = np.random.default_rng(seed)
     names, rows = [], []
     bg_names = sorted(backgrounds)
     for i in range(count):
         layer, bg = layers[i % len(layers)], bg_names[i % len(bg_names)]
         height, width = FRAME_SHAPES[int(rng.integers(len(FRAME_SHAPES)))]
-        image, alpha = composite(layer, backgrounds[bg], height, width, rng)
+        image, alpha, plate = composite(layer, backgrounds[bg], height, width, rng, with_plate=True)
         name = f"{i:03d}_{layer.name}"
-        with atomic_path(root / "image" / f"{name}.jpg", force=True) as tmp:
-            Image.fromarray(np.round(image * 255).astype(np.uint8)).save(tmp, "JPEG", quality=95)
+        for folder, pixels in (("image", image), ("back", plate)):
+            with atomic_path(root / folder / f"{name}.jpg", force=True) as tmp:
+                Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(tmp, "JPEG", quality=95)
         save_png(root / "matte" / f"{name}.png", alpha)
+        save_png(root / "seg" / f"{name}.png", official_seg(alpha))
         names.append(name)
         rows.append({"name": name, "person": layer.name, "background": bg, "height": height, "width": width})
     with atomic_path(root / "samples.json", force=True) as tmp:

@@ -17,11 +17,12 @@ from ..bundle.commit import commit, inside, recover
 from ..bundle.lock import bundle_lock
 from ..errors import MattingDeployError, first_line
 from ..fileio import check_dir_writable, pause_point, sha256_file, staging_dir, write_errors
+from ..models.specs import BGM_DEFAULT_HW, DEFAULT_HW, MODELS, bgm_size_problem
 from ..optional import require, versions
 from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
 from .from_onnx import prepare, state_specs
-from .parity import FP32_MAX_ABS, TRIVIAL_ALPHA, check_outputs, compare, parity_frames
+from .parity import FP16_MAX_ABS, FP16_MAX_VALUE, FP32_MAX_ABS, TRIVIAL_ALPHA, check_outputs, compare, parity_frames
 
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
 
@@ -32,8 +33,8 @@ class ExportOptions:
     out: Path
     variant: str = "mobilenetv3"
     weights: str | None = None
-    height: int = 480
-    width: int = 288
+    height: int | None = None  # None: the model's default (480x288; BGM 512x512)
+    width: int | None = None
     downsample_ratio: float = 1.0
     dynamic: bool = False
     opset: int = 17
@@ -66,10 +67,17 @@ def _check_target(opts: ExportOptions) -> None:
 
 
 def _validate(opts: ExportOptions) -> None:
-    if opts.model not in ("modnet", "rvm"):
-        raise MattingDeployError(f"--model: unknown model '{opts.model}' (modnet or rvm)")
+    if opts.model not in MODELS:
+        raise MattingDeployError(f"--model: unknown model '{opts.model}' ({', '.join(MODELS)})")
+    default = BGM_DEFAULT_HW if opts.model == "bgm" else DEFAULT_HW
+    opts.height = default[0] if opts.height is None else opts.height
+    opts.width = default[1] if opts.width is None else opts.width
     if not (0 < opts.height <= MAX_SIDE and 0 < opts.width <= MAX_SIDE):
         raise MattingDeployError(f"--height/--width: must be in 1..{MAX_SIDE}, got {opts.height}x{opts.width}")
+    if opts.model == "bgm" and (problem := bgm_size_problem(opts.height, opts.width)):
+        raise MattingDeployError(f"--height/--width: {problem}")
+    if opts.model == "bgm" and opts.from_onnx:
+        raise MattingDeployError("--from-onnx: RVM and MODNet sources only (BGM exports from PyTorch)")
     if opts.model == "modnet" and (opts.height % 32 or opts.width % 32):
         raise MattingDeployError(
             f"--height/--width: MODNet needs both divisible by 32, got {opts.height}x{opts.width}"
@@ -99,6 +107,20 @@ def _stale(out: Path, keep: set[str]) -> list[str]:
         if name not in keep and name not in names and (path.exists() or path.is_symlink()):
             names.append(name)
     return names
+
+
+def _fp16_guard(p16: dict, peak: float | None) -> None:
+    """FP16 must not overflow: finite outputs, FP32 activations inside FP16's range, and outputs
+    near FP32 (a saturated layer shows as a gross difference even when clamped outputs stay finite)."""
+    if p16["nonfinite"]:
+        raise MattingDeployError(f"FP16 overflow: {p16['nonfinite']} non-finite output values on "
+                                 "the parity frames (no FP16 artifact written)")
+    if peak is not None and peak > FP16_MAX_VALUE:
+        raise MattingDeployError(f"FP16 overflow: an FP32 activation reaches {peak:.3g}, beyond "
+                                 f"FP16's {FP16_MAX_VALUE:g} (no FP16 artifact written)")
+    if p16["max_abs_all"] > FP16_MAX_ABS:
+        raise MattingDeployError(f"FP16 parity failed: max |fp16 - fp32| = {p16['max_abs_all']:.3g} "
+                                 f"> {FP16_MAX_ABS:g} (no FP16 artifact written)")
 
 
 def export_bundle(opts: ExportOptions, log: Callable[[str], None] = print) -> Bundle:
@@ -146,7 +168,8 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
                     "this bundle is for pipeline testing only")
             net = build_network(opts.model, opts.variant, opts.weights)
             graph = wrap(opts.model, net, opts.downsample_ratio, opts.dynamic)
-            variant = opts.variant if opts.model == "rvm" else "mobilenetv2"
+            variant = {"rvm": opts.variant, "modnet": "mobilenetv2", "bgm": "resnet-condition-hr"}[
+                opts.model]
             params = sum(p.numel() for p in net.parameters()) / 1e6
             progress.stage("build", f"{opts.model} {variant} ({params:.2f} M parameters)")
             export_onnx(graph, opts.model, variant, opts.height, opts.width,
@@ -170,20 +193,24 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
         states = state_specs(shapes)
         frames = parity_frames(opts.model, opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
+        fp32_outputs: list[dict] = []
         try:
             check_outputs(fp32, frames[0], opts.model, opts.from_onnx or "exported graph")
-            parity = {"fp32": compare(reference, fp32, frames, against)}
+            parity = {"fp32": compare(reference, fp32, frames, against, keep=fp32_outputs)}
         except MattingDeployError:
             raise
         except Exception as e:  # onnxruntime/torch errors of a broken source graph
             raise MattingDeployError(f"{opts.from_onnx or opts.weights or opts.model}: running the "
                                      f"model failed ({first_line(e)})") from None
         p32 = parity["fp32"]
+        if getattr(reference, "max_activation", 0.0):
+            p32["max_activation"] = reference.max_activation
         progress.stage("check", f"onnx.checker ok; parity vs {against}: max {p32['max_abs']:.2e} "
                                 f"mean {p32['mean_abs']:.2e}, all outputs max {p32['max_abs_all']:.2e}, "
                                 f"{len(frames)} frames, alpha range {p32['alpha']['range']:.2f}")
         if p32["alpha"]["range"] < TRIVIAL_ALPHA:
-            trivial = (f"the parity frames (drawn portraits) give a trivial alpha (range "
+            drawn = "seeded person-over-plate frames" if opts.model == "bgm" else "drawn portraits"
+            trivial = (f"the parity frames ({drawn}) give a trivial alpha (range "
                        f"{p32['alpha']['range']:.3f}), so parity checks little")
             if weights:  # trained weights must see a person in them
                 raise MattingDeployError(f"{weights}: {trivial}; are these trained matting weights?")
@@ -201,10 +228,13 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
             fp16_path = stage / ARTIFACT_FILES["fp16"]
             onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
             fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
-            parity["fp16"] = compare(fp32, fp16, frames, "fp32")
+            parity["fp16"] = p16 = compare(fp32_outputs, fp16, frames, "fp32")
             files.append(fp16_path)
-            progress.stage("fp16", f"parity vs fp32: max {parity['fp16']['max_abs']:.2e} "
-                                   f"mean {parity['fp16']['mean_abs']:.2e}")
+            peak = p32.get("max_activation")
+            progress.stage("fp16", f"parity vs fp32: max {p16['max_abs']:.2e} "
+                                   f"mean {p16['mean_abs']:.2e}, all outputs max {p16['max_abs_all']:.2e}"
+                                   + (f"; largest FP32 activation {peak:.3g}" if peak else ""))
+            _fp16_guard(p16, peak)
         inputs, outputs = onnx_tools.io_spec(model)
         manifest = new_manifest(
             opts.model, variant=variant, source=source_desc, weights=weights,

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from ..errors import MattingDeployError
-from ..models.specs import RVM_STATE_CHANNELS, rvm_state_shapes
+from ..models.specs import BGM_INPUTS, BGM_OUTPUTS, RVM_STATE_CHANNELS, rvm_state_shapes
+from ..runtimes.base import Runner
 
 SEED = 0
 GAIN = 0.7  # BatchNorm scale of the seeded random network (see _settle_norm_stats)
@@ -55,6 +56,17 @@ class RvmDynamicGraph(nn.Module):
 def build_network(model: str, variant: str, weights: str | None) -> nn.Module:
     """The PyTorch network in eval mode: official weights when given, else seeded random."""
     torch.manual_seed(SEED)
+    if model == "bgm":
+        from ..models.bgm import ResnetConditionHR, settle_batchnorm
+
+        net = ResnetConditionHR()
+        if weights:
+            from ..models.checkpoint import load_checkpoint
+
+            load_checkpoint(net, weights)
+        else:
+            settle_batchnorm(net, SEED, GAIN)
+        return net.eval()
     if model == "modnet":
         from ..models.modnet import MODNet
 
@@ -99,6 +111,10 @@ def wrap(model: str, net: nn.Module, downsample_ratio: float, dynamic: bool = Fa
     """The network behind the ONNX contract, in eval mode (export restores the wrapper's mode)."""
     if model == "modnet":
         return ModnetGraph(net).eval()
+    if model == "bgm":
+        from ..models.bgm import BGMDeploy
+
+        return BGMDeploy(net).eval()
     return (RvmDynamicGraph(net) if dynamic else RvmGraph(net, downsample_ratio)).eval()
 
 
@@ -114,6 +130,9 @@ def export_onnx(
     src = torch.rand(1, 3, height, width)
     if model == "modnet":
         args, inputs, outputs = (src,), ["src"], ["pha"]
+    elif model == "bgm":
+        args = (src, torch.rand(1, 3, height, width), torch.rand(1, 1, height, width))
+        inputs, outputs = list(BGM_INPUTS), list(BGM_OUTPUTS)
     else:
         states = tuple(torch.zeros(s) for s in state_shapes(variant, height, width, ratio))
         args = (src, *states)
@@ -124,6 +143,8 @@ def export_onnx(
     axes = None
     if dynamic:
         axes = {"src": {0: "batch", 2: "height", 3: "width"}, "pha": {0: "batch", 2: "height", 3: "width"}}
+        if model == "bgm":
+            axes.update({n: axes["src"] for n in ("bgr", "seg", "fgr")})
         if model == "rvm":
             axes["fgr"] = axes["pha"]
             for i in range(1, 5):
@@ -147,10 +168,23 @@ class TorchRunner:
         self.graph, self.model, self.variant, self.ratio = graph, model, variant, ratio
         self.extra = (torch.tensor([ratio]),) if isinstance(graph, RvmDynamicGraph) else ()
         self.state: tuple[torch.Tensor, ...] | None = None
+        self.max_activation = 0.0  # largest |value| any layer produced (FP16 headroom)
+        for m in graph.modules():
+            if not list(m.children()):
+                m.register_forward_hook(self._track)
+
+    def _track(self, module: nn.Module, args: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and out.numel():
+            self.max_activation = max(self.max_activation, float(out.detach().abs().max()))
 
     @torch.no_grad()
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         x = torch.from_numpy(np.ascontiguousarray(src, dtype=np.float32))
+        if self.model == "bgm":
+            Runner.check_extra(list(BGM_INPUTS[1:]), extra, "pytorch")
+            pha, fgr = self.graph(x, *(torch.from_numpy(np.ascontiguousarray(
+                extra[n], dtype=np.float32)) for n in BGM_INPUTS[1:]))
+            return {"pha": pha.numpy(), "fgr": fgr.numpy()}
         if self.model == "modnet":
             return {"pha": self.graph(x).numpy()}
         if self.state is None:

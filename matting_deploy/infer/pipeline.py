@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..bundle import Bundle
+from ..data.bgm import BgmInputs, plate_reader
 from ..data.preprocess import alpha_plane, alpha_to_source, preprocess_for
 from ..data.sources import InferInput, open_input
 from ..data.video import DEFAULT_FPS
@@ -22,7 +23,9 @@ from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, deferred_signals, pause_point, staging_dir, write_json
 from ..progress import bar as progress_bar
 from ..runtimes.open import open_runner
+from ..runtimes.segmenter import segmenter
 from .outputs import OUTPUT_TYPES, PNG_OUTPUTS, VIDEO_OUTPUTS, PngOutput, VideoOutput, background_for, fgr_to_source
+from .postprocess import COMPONENT, POSTPROCESS, official
 
 
 def describe(source: InferInput, recurrent: bool, repeats: int, asked: bool = False) -> str:
@@ -48,6 +51,26 @@ def _check_outputs(out: Path, names: tuple[str, ...], force: bool) -> None:
             raise MattingDeployError(f"{out / name}: already exists (pass --force to overwrite)")
 
 
+def _bgm_inputs(bun: Bundle, bgr: Any, seg_bundle: Any, postprocess: str, resize: str) -> tuple:
+    """BGM's (plate/mask provider, plate by frame name); (None, None) for the other models."""
+    if postprocess not in POSTPROCESS:
+        raise MattingDeployError(f"--postprocess {postprocess}: choose {', '.join(POSTPROCESS)}")
+    if bun.model != "bgm":
+        for flag, value in (("--bgr", bgr), ("--seg-bundle", seg_bundle),
+                            ("--postprocess", postprocess != "none")):
+            if value:
+                raise MattingDeployError(f"{flag}: Background Matting only ({bun.root} is {bun.model})")
+        return None, None
+    if not bgr:
+        raise MattingDeployError("--bgr: a Background Matting bundle needs the clean plate "
+                                 "(an image, or a folder with one per frame name)")
+    if not seg_bundle:
+        raise MattingDeployError("--seg-bundle: a Background Matting bundle needs a person mask: "
+                                 "name an RVM or MODNet bundle")
+    plates = plate_reader(bgr)
+    return BgmInputs(*bun.input_hw, resize, mask_fn=segmenter(seg_bundle)), plates
+
+
 def run_infer(
     bundle: str | os.PathLike,
     input_path: str | os.PathLike,
@@ -66,6 +89,9 @@ def run_infer(
     as_: str | None = None,
     output_type: str | None = None,
     video_mbps: float = 4.0,
+    bgr: str | os.PathLike | None = None,
+    seg_bundle: str | os.PathLike | None = None,
+    postprocess: str = "none",
 ) -> dict[str, Any]:
     """Matte every frame of ``input_path`` into ``out`` (PNG folders or videos, plus infer.json).
 
@@ -85,6 +111,7 @@ def run_infer(
     check_dir_writable(out)
     bun = Bundle.open(bundle, log)
     bg = background_for(background)
+    extras, plates = _bgm_inputs(bun, bgr, seg_bundle, postprocess, resize)
     source = open_input(input_path, as_)
     output_type = output_type or ("video" if source.kind == "video" and source.clip else "png")
     if output_type == "video" and not source.clip:
@@ -112,6 +139,10 @@ def run_infer(
             name, image, geo = meta
             alpha = alpha_to_source(alpha_plane(outs["pha"], f"{bun.root} ({artifact})"), geo)
             fgr = fgr_to_source(outs["fgr"], geo) if "fgr" in outs else None
+            if postprocess == "official":  # BGM (always has fgr): the official test script's step
+                alpha, fgr, found = official(alpha, image if fgr is None else fgr, image)
+                if not found:
+                    empty.append(name)
             a = alpha[..., None]
             fg = image if fgr is None else fgr
             sink.write(name, alpha, a * fg + (1.0 - a) * bg(*alpha.shape), fgr)
@@ -119,15 +150,17 @@ def run_infer(
             pause_point("infer-frames")
 
         pending: deque = deque()
+        empty: list[str] = []
         bar = progress_bar(source.count, "infer", unit="frame", enabled=progress)
         try:
             for name, image in source.frames:
                 src, geo = preprocess(image, h, w, resize=resize)
+                extra = extras.extra(None, image, plates(name)) if extras else {}
                 pending.append((name, image, geo))
                 if not source.clip:
                     runner.reset()
                 for _ in range(repeats):
-                    outs = runner.run(src)
+                    outs = runner.run(src, **extra)
                 if outs:  # with OFD the first frame's result comes one call later
                     emit(outs, pending.popleft())
                 bar.update()
@@ -148,6 +181,8 @@ def run_infer(
             "resize": resize, "background": background, "ofd": ofd,
             "ofd_threshold": ofd_threshold if ofd else None, "warmup_frames": repeats,
             "output_type": output_type, "fps": fps, "video_mbps": video_mbps if fps else None,
+            **({"bgr": str(bgr), "seg_bundle": str(seg_bundle)} if extras else {}),
+            "postprocess": postprocess, "no_component": empty,
             "outputs": list(sink.names), "seconds": round(seconds, 2),
         })
         out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +191,9 @@ def run_infer(
                 if (out / name).exists():
                     os.replace(out / name, trash / name)
                 os.replace(stage / name, out / name)
+    if empty:
+        log(f"note: {len(empty)} frame(s) had no alpha above {COMPONENT} (written as zeros; the "
+            f"official script skips them): {', '.join(empty[:5])}")
     written = ", ".join(f"{out}/{n}" for n in sink.names)
     log(f"{count} frame(s) -> {written} in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s end to end)")
     return {"frames": count, "seconds": seconds, "kind": source.kind, "clip": source.clip, "out": str(out)}

@@ -15,6 +15,7 @@ import onnx
 
 from ..bundle import Bundle
 from ..calib.feeder import CalibrationFeeder
+from ..data.bgm import BgmInputs
 from ..data.sources import CalibItem, CalibSource
 from ..errors import MattingDeployError
 from ..runtimes.base import Runner
@@ -40,6 +41,7 @@ class CalibContext:
     frames: int  # warm-up frames per image
     workdir: Path
     echo: Callable[[str], None] = print
+    extras: BgmInputs | None = None  # BGM: bgr and seg of each image
 
 
 def progress_bar(total: int, desc: str):
@@ -53,12 +55,22 @@ def _session(model: onnx.ModelProto):
     return make_session(model.SerializeToString())
 
 
-def protocol_drift(path: Path, bundle: Bundle, srcs: list[np.ndarray], refs: list[np.ndarray],
-                   frames: int) -> float:
-    """Alpha MSE of a model file against FP32 refs, each input run under the protocol."""
+def _extra(runner: Runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The caller-fed inputs besides src in ``feed`` (BGM's bgr and seg; none for RVM/MODNet)."""
+    return {k: feed[k] for k in getattr(runner, "extra_names", ())}
+
+
+def _protocol(runner: Runner, feed: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
+    extra = _extra(runner, feed)
+    return still_outputs(runner, feed["src"], frames, lambda s: runner.run(s, **extra))
+
+
+def protocol_drift(path: Path, bundle: Bundle, srcs: list[dict[str, np.ndarray]],
+                   refs: list[np.ndarray], frames: int) -> float:
+    """Alpha MSE of a model file against FP32 refs, each input dict run under the protocol."""
     runner = OrtRunner(path, bundle.states, bundle.downsample_ratio)
-    out = [sensitivity.alpha_drift(still_outputs(runner, src, frames if bundle.recurrent else 1)["pha"], ref)
-           for src, ref in zip(srcs, refs, strict=True)]
+    out = [sensitivity.alpha_drift(_protocol(runner, feed, frames if bundle.recurrent else 1)["pha"], ref)
+           for feed, ref in zip(srcs, refs, strict=True)]
     return float(np.mean(out))
 
 
@@ -68,17 +80,18 @@ def fallback(ctx: CalibContext, held: list[CalibItem], target: float) -> dict:
         raise MattingDeployError("--max-drift needs at least 2 calibration images")
     bundle, runner, frames = ctx.bundle, ctx.runner, ctx.frames
     # Held-out inputs: the first frame (zero state) for the protocol, FP32 reference alphas.
-    warm = CalibrationFeeder(runner, ctx.source, held, bundle.model, bundle.input_hw, frames)
+    warm = CalibrationFeeder(runner, ctx.source, held, bundle.model, bundle.input_hw, frames,
+                             extras=ctx.extras)
     warm_feeds = warm.all_feeds()  # warmed-up frame (ranking)
     first, refs, warm_refs = [], [], []
     for feed in warm_feeds:
         runner.reset()
-        first.append({k: v.copy() for k, v in runner.model_inputs(feed["src"]).items()})
-        refs.append(still_outputs(runner, feed["src"], frames)["pha"])
+        first.append({k: v.copy() for k, v in runner.model_inputs(feed["src"], **_extra(runner, feed)).items()})
+        refs.append(_protocol(runner, feed, frames)["pha"])
         warm_refs.append(runner.run_inputs(feed)["pha"])
     if not first:
         raise MattingDeployError("--max-drift: no held-out image could be read")
-    srcs = [f["src"] for f in first]
+    srcs = [{"src": f["src"], **_extra(runner, f)} for f in first]
     q0 = ctx.workdir / "before.onnx"
     qdq.write_qdq(ctx.prepared, q0, ctx.ranges, ctx.method, ctx.recipe, ctx.excluded)
     before = protocol_drift(q0, bundle, srcs, refs, frames)

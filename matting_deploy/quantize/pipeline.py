@@ -35,10 +35,12 @@ from ..calib.sampling import choose, fingerprint, split_holdout
 from ..check import int8_mac_share
 from ..check.gate import check_calibration
 from ..check.support import target_for_version
-from ..data.sources import find_source, readable_only
+from ..data.bgm import BgmInputs, require_plates, side_fingerprint
+from ..data.sources import CalibSource, find_source, readable_only
 from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
+from ..runtimes.segmenter import segmenter
 from . import collect, implicit, qdq, sensitivity
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
@@ -49,6 +51,29 @@ MAX_HOLDOUT = 8
 
 
 OUTPUTS = (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON)
+
+
+def bgm_inputs(bundle: Bundle, source: CalibSource, seg_bundle: str | Path | None) -> BgmInputs | None:
+    """BGM's plate/mask provider for calibration images (None for other models)."""
+    if bundle.model != "bgm":
+        if seg_bundle:
+            raise MattingDeployError(f"--seg-bundle: only Background Matting bundles take a mask "
+                                     f"({bundle.root} is {bundle.model})")
+        return None
+    if source.kind == "video":
+        raise MattingDeployError(f"{source.root}: BGM calibrates on images with clean plates "
+                                 "(PPM-100 layout plus back/), not a video")
+    require_plates([it.path for it in source.items])
+    return BgmInputs(*bundle.input_hw, mask_fn=segmenter(seg_bundle))
+
+
+def _bgm_key(extras: BgmInputs | None, source: CalibSource, seg_bundle: str | Path | None) -> dict:
+    """BGM's part of the ranges cache key: the plates and masks (or the segmenter's FP32 model)."""
+    if extras is None:
+        return {}
+    seg = Bundle.open(seg_bundle) if seg_bundle else None
+    return {"bgm": side_fingerprint([it.path for it in source.items]),
+            "seg": seg and seg.manifest["files"].get(seg.artifacts.get("fp32", ""), {}).get("sha256")}
 
 
 def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None) -> None:
@@ -65,10 +90,12 @@ def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None
 def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
                     max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
                     force: bool = False, echo: Callable[[str], None] = print,
-                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION) -> dict:
+                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION,
+                    seg_bundle: str | Path | None = None) -> dict:
     """The whole calibrate command; returns a summary dict (also written to calib.json).
 
     ``trt_version``: the TensorRT that reads calib.cache (its header names that version).
+    ``seg_bundle`` (BGM): an RVM or MODNet bundle making the person masks (else data/seg/).
     Holds the bundle's lock; the outputs are staged and committed with one manifest update.
     """
     _check_args(num, seed, warmup_frames, max_drift)
@@ -76,11 +103,11 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
     check_dir_writable(bundle_dir)
     with bundle_lock(bundle_dir, echo):
         return _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
-                          trt_version, target)
+                          trt_version, target, seg_bundle)
 
 
 def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
-               trt_version, target) -> dict:
+               trt_version, target, seg_bundle) -> dict:
     t0 = time.perf_counter()
     bundle = Bundle.open(bundle_dir, echo)
     fp32_path = bundle.verify("fp32")
@@ -94,6 +121,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
     source = readable_only(source)
     for line in source.skipped:
         echo(f"skipped: {line}")
+    extras = bgm_inputs(bundle, source, seg_bundle)
     chosen = choose(source.items, num, seed)
     if num > len(source.items):
         echo(f"calibration: --num {num} but {data} has {len(source.items)} readable images; using all "
@@ -116,7 +144,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         key = ranges_cache.cache_key(
             collect="quantized+int8-outputs",
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
-            holdout=len(held), recipe={k: v for k, v in recipe.describe().items() if k != "name"},
+            holdout=len(held), **_bgm_key(extras, source, seg_bundle),
+            recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
         entry = ranges_cache.load(root, key, set(tensors) | set(outputs), echo)
@@ -132,7 +161,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                  + (f", {frames} frames each" if frames > 1 else ""))
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
-                                       frames, chunk=CHUNK, on_item=lambda _: bar.update(1))
+                                       frames, chunk=CHUNK, on_item=lambda _: bar.update(1),
+                                       extras=extras)
             pause_point("calibrate-collect")
             try:
                 ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs, recipe,
@@ -156,7 +186,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         drift_report = None
         if max_drift is not None:
             ctx = CalibContext(bundle, model, prepared, recipe, excl, ranges, method, source, runner,
-                               frames, tmp, echo)
+                               frames, tmp, echo, extras)
             drift_report = fallback(ctx, held, max_drift)
             recipe = recipe.with_excluded(drift_report["nodes"])
             excl = excluded_nodes(model, recipe)

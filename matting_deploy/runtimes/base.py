@@ -1,7 +1,9 @@
 """The runner base every backend implements, with the few hooks callers need.
 
 ``with open_runner(bundle, "int8", "cpu") as r: r.run(src)`` runs frames and closes the engine
-at the end. Beyond ``run``/``reset``/``close`` a runner may offer:
+at the end. Models with extra inputs (Background Matting: the plate ``bgr`` and the mask ``seg``)
+take them by name: ``r.run(src, bgr=plate, seg=mask)``; a missing one is a one-line error.
+Beyond ``run``/``reset``/``close`` a runner may offer:
 
 - :meth:`Runner.model_inputs`: the complete input dict the engine gets for ``src`` (states
   included), e.g. a calibration sample;
@@ -25,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import MattingDeployError
+
 
 class Runner:
     """A loaded artifact. Recurrent runners keep their state between ``run`` calls."""
@@ -32,8 +36,9 @@ class Runner:
     state_specs: list = []  # StateSpec per recurrent state the runner carries
     capture_note: str | None = None
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        """Run one frame batch ``src`` (N, 3, H, W) float32 in [0, 1]; returns at least ``pha``."""
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one frame batch ``src`` (N, 3, H, W) float32 in [0, 1] (plus the model's extra
+        inputs by name, e.g. ``bgr``/``seg``); returns at least ``pha``."""
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -49,7 +54,7 @@ class Runner:
         """True when the runner carries state from one ``run`` to the next."""
         return bool(self.state_specs)
 
-    def model_inputs(self, src: np.ndarray) -> dict[str, np.ndarray]:
+    def model_inputs(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its input dict")
 
@@ -57,20 +62,35 @@ class Runner:
         """The engine on a full input dict; outputs by name; the runner's state is untouched."""
         raise NotImplementedError(f"{type(self).__name__} cannot run an input dict")
 
-    def bare_call(self, src: np.ndarray) -> Callable[[], Any] | None:
-        """A callable doing the engine call for ``src`` with the same host I/O as ``run`` (outputs
-        back as arrays the caller owns) but no state bookkeeping, checks or dict; None if none."""
+    def bare_call(self, src: np.ndarray, **extra: np.ndarray) -> Callable[[], Any] | None:
+        """A callable doing the engine call for ``src`` (and the extra inputs) with the same host
+        I/O as ``run`` (outputs back as arrays the caller owns) but no state bookkeeping, checks or
+        dict; None if none."""
         return None
 
-    def device_call(self, src: np.ndarray) -> Callable[[], Any] | None:
-        """A callable doing only the engine call on device-resident buffers holding ``src``
-        (no host copies); None where the backend has no device buffers."""
+    def device_call(self, src: np.ndarray, **extra: np.ndarray) -> Callable[[], Any] | None:
+        """A callable doing only the engine call on device-resident buffers holding ``src`` (and
+        the extra inputs; no host copies); None where the backend has no device buffers."""
         return None
 
-    def cached_engine(self, src: np.ndarray) -> AbstractContextManager | None:
+    def cached_engine(self, src: np.ndarray, **extra: np.ndarray) -> AbstractContextManager | None:
         """A context in which the engine returns the outputs of one real run on ``src`` instantly
         (state is reset on exit); None when the backend cannot do that."""
         return None
+
+    @staticmethod
+    def check_extra(expected: list[str], extra: dict[str, np.ndarray], where: object) -> None:
+        """One-line errors for a missing or unknown extra input (``expected``: names besides src)."""
+        unknown = sorted(set(extra) - set(expected))
+        if unknown:
+            raise MattingDeployError(f"{where}: the model has no input '{unknown[0]}' "
+                                     f"(inputs: {', '.join(['src', *expected])})")
+        missing = [n for n in expected if extra.get(n) is None]
+        if missing:
+            what = {"bgr": "the clean background plate", "seg": "the soft person mask"}
+            raise MattingDeployError(
+                f"{where}: input '{missing[0]}' ({what.get(missing[0], 'an extra input')}) is "
+                f"missing: call run(src, {', '.join(f'{n}=...' for n in expected)})")
 
     def __enter__(self) -> Runner:
         return self

@@ -1,4 +1,5 @@
-"""The C-compatible surface: md_open / md_run / md_reset / md_close / md_last_error / md_shape.
+"""The C-compatible surface: md_open / md_run / md_reset / md_close / md_last_error / md_shape,
+and md_run_ex for models with extra inputs (Background Matting's ``bgr`` and ``seg``).
 
 Each function is a ctypes ``CFUNCTYPE`` pointer over plain C types with the signatures of
 ``include/matting_deploy.h``; :func:`api` returns them gathered in that header's ``md_api`` struct.
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..errors import MattingDeployError, first_line
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # 2 = 1 plus run_ex at the end of md_api
 MD_OK = 0
 MD_ERR_ARGUMENT = -1
 MD_ERR_HANDLE = -2
@@ -36,6 +37,8 @@ CLOSE_FN = CFUNCTYPE(c_int, c_void_p)
 LAST_ERROR_FN = CFUNCTYPE(c_void_p)  # const char *, returned as an address we keep alive
 SHAPE_FN = CFUNCTYPE(c_int, c_void_p, POINTER(c_int), POINTER(c_int), POINTER(c_int),
                      POINTER(c_int))
+RUN_EX_FN = CFUNCTYPE(c_int, c_void_p, c_int, POINTER(c_char_p), POINTER(POINTER(c_float)), c_int,
+                      c_int, c_int, POINTER(c_float), POINTER(c_float))
 
 
 class MdApi(ctypes.Structure):
@@ -49,6 +52,7 @@ class MdApi(ctypes.Structure):
         ("close", CLOSE_FN),
         ("last_error", LAST_ERROR_FN),
         ("shape", SHAPE_FN),
+        ("run_ex", RUN_EX_FN),
     ]
 
 
@@ -65,6 +69,7 @@ class _Entry:
     h: int | None
     w: int | None
     has_fgr: bool
+    channels: dict[str, int] = field(default_factory=dict)  # every caller-fed input, src first
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -129,9 +134,27 @@ def _md_open(bundle, artifact, backend, handle_out) -> int:
     spec = io_spec(bun)
     with _table_lock:
         handle, _next_id = _next_id, _next_id + 1
-        _handles[handle] = _Entry(runner, spec.n, spec.h, spec.w, spec.has_fgr)
+        _handles[handle] = _Entry(runner, spec.n, spec.h, spec.w, spec.has_fgr, _channels(bun))
     handle_out[0] = handle
     return MD_OK
+
+
+def _channels(bundle) -> dict[str, int]:
+    """Channels of each input the caller feeds (src, and BGM's bgr/seg), from the manifest."""
+    states = {s.input for s in bundle.states} | {"downsample_ratio"}
+    out = {}
+    for spec in bundle.manifest.get("inputs", []):
+        shape = spec.get("shape") or []
+        if spec["name"] not in states:
+            out[spec["name"]] = shape[1] if len(shape) == 4 and isinstance(shape[1], int) else 3
+    return out or {"src": 3}
+
+
+def _check_dims(entry: _Entry, n: int, h: int, w: int) -> None:
+    for name, got, want in (("n", n, entry.n), ("h", h, entry.h), ("w", w, entry.w)):
+        if got <= 0 or (want is not None and got != want):
+            raise _Failure(MD_ERR_ARGUMENT,
+                           f"{name}={got}, but the model takes {name}={want or 'any > 0'}")
 
 
 @_guard
@@ -139,13 +162,37 @@ def _md_run(handle, src, n, h, w, pha, fgr) -> int:
     entry = _entry(handle)
     if not src or not pha:
         raise _Failure(MD_ERR_ARGUMENT, f"{'src' if not src else 'pha'} is NULL")
-    for name, got, want in (("n", n, entry.n), ("h", h, entry.h), ("w", w, entry.w)):
-        if got <= 0 or (want is not None and got != want):
-            raise _Failure(MD_ERR_ARGUMENT,
-                           f"{name}={got}, but the model takes {name}={want or 'any > 0'}")
-    frame = np.ctypeslib.as_array(src, shape=(n, 3, h, w))
+    if len(entry.channels) > 1:
+        raise _Failure(MD_ERR_ARGUMENT, f"the model takes {', '.join(entry.channels)}: call md_run_ex")
+    _check_dims(entry, n, h, w)
+    return _run_into(entry, {"src": np.ctypeslib.as_array(src, shape=(n, 3, h, w))}, n, h, w, pha, fgr)
+
+
+@_guard
+def _md_run_ex(handle, count, names, inputs, n, h, w, pha, fgr) -> int:
+    entry = _entry(handle)
+    if not names or not inputs or not pha:
+        what = "names" if not names else "inputs" if not inputs else "pha"
+        raise _Failure(MD_ERR_ARGUMENT, f"{what} is NULL")
+    if count != len(entry.channels):
+        raise _Failure(MD_ERR_ARGUMENT, f"count={count}, but the model takes {len(entry.channels)} "
+                                        f"inputs ({', '.join(entry.channels)})")
+    _check_dims(entry, n, h, w)
+    arrays = {}
+    for i in range(count):
+        name = _text(names[i], f"names[{i}]")
+        if name not in entry.channels or name in arrays:
+            raise _Failure(MD_ERR_ARGUMENT, f"names[{i}]='{name}': the model's inputs are "
+                                            f"{', '.join(entry.channels)}, each once")
+        if not inputs[i]:
+            raise _Failure(MD_ERR_ARGUMENT, f"inputs[{i}] ({name}) is NULL")
+        arrays[name] = np.ctypeslib.as_array(inputs[i], shape=(n, entry.channels[name], h, w))
+    return _run_into(entry, arrays, n, h, w, pha, fgr)
+
+
+def _run_into(entry: _Entry, arrays: dict[str, np.ndarray], n, h, w, pha, fgr) -> int:
     with entry.lock:
-        out = entry.runner.run(frame)
+        out = entry.runner.run(**arrays)
     np.copyto(np.ctypeslib.as_array(pha, shape=(n, 1, h, w)),
               np.asarray(out["pha"]).reshape(n, 1, h, w), casting="same_kind")
     if fgr and entry.has_fgr and "fgr" in out:
@@ -198,6 +245,7 @@ md_reset = RESET_FN(_md_reset)
 md_close = CLOSE_FN(_md_close)
 md_last_error = LAST_ERROR_FN(_md_last_error)
 md_shape = SHAPE_FN(_md_shape)
+md_run_ex = RUN_EX_FN(_md_run_ex)
 
 FUNCTIONS = {
     "md_open": md_open,
@@ -206,9 +254,10 @@ FUNCTIONS = {
     "md_close": md_close,
     "md_last_error": md_last_error,
     "md_shape": md_shape,
+    "md_run_ex": md_run_ex,
 }
 
-_API = MdApi(ABI_VERSION, md_open, md_run, md_reset, md_close, md_last_error, md_shape)
+_API = MdApi(ABI_VERSION, md_open, md_run, md_reset, md_close, md_last_error, md_shape, md_run_ex)
 
 
 def api() -> MdApi:

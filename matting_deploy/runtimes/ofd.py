@@ -85,8 +85,8 @@ class OfdRunner(Runner):
         self._ofd = OneFrameDelay(threshold)
         self._pending: dict[str, np.ndarray] | None = None
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        outs = {k: np.array(v, copy=True) for k, v in self.runner.run(src).items()}
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        outs = {k: np.array(v, copy=True) for k, v in self.runner.run(src, **extra).items()}
         smoothed = self._ofd.push(outs["pha"])
         ready, self._pending = self._pending, outs
         if ready is None:

@@ -200,12 +200,21 @@ class OrtRunner(Runner):
         n, _, h, w = src.shape
         return np.zeros(rvm_state_shapes(channels, h, w, self.downsample_ratio or 1.0, n)[index], np.float32)
 
-    def feed(self, src: np.ndarray) -> dict[str, np.ndarray]:
+    @property
+    def extra_names(self) -> list[str]:
+        """Inputs fed by the caller besides ``src`` (BGM: ``bgr``, ``seg``)."""
+        fixed = {"src", "downsample_ratio", *(s.input for s in self.state_specs)}
+        return [n for n in self.input_names if n not in fixed]
+
+    def feed(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
         src = np.ascontiguousarray(src, dtype=np.float32)
         if src.ndim != 4 or src.shape[1] != 3:
             raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
         feed = {"src": src}
+        if extra or self.extra_names:
+            self.check_extra(self.extra_names, extra, self.path)
+            feed.update(extra_feed(src, extra))
         state = self.state
         for index, spec in enumerate(self.state_specs):
             feed[spec.input] = state.get(spec.input)
@@ -215,31 +224,34 @@ class OrtRunner(Runner):
             feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
         return feed
 
-    def model_inputs(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        return self.feed(src)
+    def model_inputs(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        return self.feed(src, **extra)
 
     def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # gpu_graph_id -1: a numpy-fed run must never be captured as a graph a binding replays
         opts = run_options(SKIP_GRAPH) if self.backend == "cuda" else None
         return dict(zip(self.output_names, self.session.run(None, inputs, opts), strict=True))
 
-    def _check_src(self, src: np.ndarray) -> np.ndarray:
-        src = np.asarray(src)
-        want = self.bound.input_shapes["src"][0]
-        if src.shape != want:
-            raise MattingDeployError(f"{self.path}: src must be {want}, got {src.shape}")
-        return src
+    def _check_inputs(self, src: np.ndarray, extra: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+        """The bound path's ``src`` and extra inputs, each of its bound shape."""
+        self.check_extra(self.extra_names, extra, self.path)
+        inputs = {"src": np.asarray(src), **{n: np.asarray(v) for n, v in extra.items()}}
+        for name, value in inputs.items():
+            want = self.bound.input_shapes[name][0]
+            if value.shape != want:
+                raise MattingDeployError(f"{self.path}: {name} must be {want}, got {value.shape}")
+        return inputs.pop("src"), inputs
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         if self.bound is not None:
-            return self.bound.run(self._check_src(src))
-        outs = self.run_inputs(self.feed(src))
+            return self.bound.run(*self._check_inputs(src, extra))
+        outs = self.run_inputs(self.feed(src, **extra))
         self._state = {spec.input: outs[spec.output] for spec in self.state_specs}
         return outs
 
     def device_inputs(self) -> dict[str, Any]:
-        """Device-resident I/O: the fixed ``src`` buffer (an onnxruntime OrtValue) to fill in place;
-        see :meth:`run_on_device`. Needs the bound path."""
+        """Device-resident I/O: the fixed input buffers (``src``, and BGM's ``bgr``/``seg``;
+        onnxruntime OrtValues) to fill in place; see :meth:`run_on_device`. Needs the bound path."""
         return self._need_bound().device_inputs()
 
     def run_on_device(self, src: Any | None = None) -> dict[str, Any]:
@@ -254,23 +266,23 @@ class OrtRunner(Runner):
                                      f"({self.capture_note})")
         return self.bound
 
-    def bare_call(self, src: np.ndarray) -> Callable[[], Any]:
+    def bare_call(self, src: np.ndarray, **extra: np.ndarray) -> Callable[[], Any]:
         if self.bound is not None:
-            return self.bound.bare_call(self._check_src(src))
-        session, feed = self.session, self.feed(src)
+            return self.bound.bare_call(*self._check_inputs(src, extra))
+        session, feed = self.session, self.feed(src, **extra)
         opts = run_options(SKIP_GRAPH) if self.backend == "cuda" else None
         return lambda: session.run(None, feed, opts)
 
-    def device_call(self, src: np.ndarray) -> Callable[[], Any] | None:
+    def device_call(self, src: np.ndarray, **extra: np.ndarray) -> Callable[[], Any] | None:
         if self.bound is None:
             return None
-        self.bound.upload_src(self._check_src(src))
+        self.bound.upload(*self._check_inputs(src, extra))
         return self.bound.execute
 
     @contextlib.contextmanager
-    def cached_engine(self, src: np.ndarray) -> Iterator[None]:
+    def cached_engine(self, src: np.ndarray, **extra: np.ndarray) -> Iterator[None]:
         if self.bound is not None:
-            self.bound.run(self._check_src(src))
+            self.bound.run(*self._check_inputs(src, extra))
             self.bound.cached = True
             try:
                 yield
@@ -279,7 +291,7 @@ class OrtRunner(Runner):
                 self.reset()
             return
         real = self.session
-        self.session = _CachedSession(real.run(None, self.feed(src)))
+        self.session = _CachedSession(real.run(None, self.feed(src, **extra)))
         try:
             yield
         finally:
@@ -296,6 +308,18 @@ class OrtRunner(Runner):
             self.bound.close()
             self.bound = None
         self.session = None
+
+
+def extra_feed(src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Extra inputs as contiguous float32 (N, C, H, W) with src's N, H and W (one-line errors)."""
+    out = {}
+    for name, value in extra.items():
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+        if arr.ndim != 4 or arr.shape[0] != src.shape[0] or arr.shape[2:] != src.shape[2:]:
+            n, _, h, w = src.shape
+            raise MattingDeployError(f"{name} must be ({n}, C, {h}, {w}) like src, got {arr.shape}")
+        out[name] = arr
+    return out
 
 
 class _CachedSession:

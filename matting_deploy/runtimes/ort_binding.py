@@ -11,7 +11,8 @@
 - with CUDA-graph capture (CUDA EP option ``enable_cuda_graph``) each binding is captured as its
   own graph, selected by the run option ``gpu_graph_id`` (:data:`GRAPH_IDS`); replays read and
   write the captured addresses, so new frames are written *into* the bound buffers;
-- host I/O as a C caller has it: ``src`` is copied in and the returned outputs copied out through
+- host I/O as a C caller has it: ``src`` (and every other caller-fed input, e.g. BGM's ``bgr`` and
+  ``seg``, each in its own bound buffer) is copied in and the returned outputs copied out through
   page-locked (pinned) host buffers when pycuda is installed (``PinnedCopies``), else through
   ``OrtValue.update_inplace`` / ``OrtValue.numpy()`` (pageable); on CPU the buffers *are* numpy
   arrays (``NumpyCopies``).
@@ -266,16 +267,19 @@ class BoundSession:
             self.bind(self.reopen(), capture=False)
             self.session.run_with_iobinding(self.bindings[self.parity], self.options[self.parity])
 
-    def upload_src(self, src: np.ndarray) -> None:
-        self.copies.upload(self.values["src"], src)
+    def upload(self, src: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Copy ``src`` and the extra inputs by name (BGM's ``bgr``/``seg``) into their buffers."""
+        for name, value in {"src": src, **(extra or {})}.items():
+            self.copies.upload(self.values[name], value)
 
     def download(self) -> dict[str, np.ndarray]:
         """The returned outputs as host arrays (the copier's buffers: copy before keeping)."""
         return {name: self.copies.download(self.values[name]) for name in self.returned}
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        """One frame from the host: copy in, run, swap states, copy out (float32 copies)."""
-        self.upload_src(src)
+    def run(self, src: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """One frame from the host (``extra``: the other caller-fed inputs by name): copy in, run,
+        swap states, copy out (float32 copies)."""
+        self.upload(src, extra)
         self.execute()
         self.swap()
         return {k: v.astype(np.float32, copy=True) for k, v in self.download().items()}
@@ -298,11 +302,12 @@ class BoundSession:
         self.swap()
         return {name: self.values[name] for name in self.returned}
 
-    def bare_call(self, src: np.ndarray) -> Callable[[], list[np.ndarray]]:
+    def bare_call(self, src: np.ndarray,
+                  extra: dict[str, np.ndarray] | None = None) -> Callable[[], list[np.ndarray]]:
         """What a minimal caller of the binding writes: copy in, bound call, the outputs back as
         arrays it owns (as ``session.run`` returns); no state swap, no dict, no checks."""
         def call() -> list[np.ndarray]:
-            self.upload_src(src)
+            self.upload(src, extra)
             self.execute()
             return [self.copies.download(self.values[name]).copy() for name in self.returned]
         return call

@@ -123,6 +123,9 @@ class TrtRunner(Runner):
         if "src" not in self._io:
             raise MattingDeployError(f"{self.path}: engine has no 'src' input")
         self.src_shape = tuple(self._io["src"][1])
+        # Inputs the caller feeds besides src (BGM: bgr, seg), each with its own host buffer.
+        self.extra_names = [n for n in self.input_names
+                            if n not in ("src", "downsample_ratio") and n not in state_names]
         self._zero_states()
 
     def _describe_io(self) -> dict[str, tuple[bool, tuple[int, ...], Any]]:
@@ -177,29 +180,33 @@ class TrtRunner(Runner):
             detail = self._logger.errors[-1] if self._logger.errors else "no detail"
             raise MattingDeployError(f"{self.path}: TensorRT execution failed ({detail})")
 
-    def run(self, src: np.ndarray) -> dict[str, np.ndarray]:
-        """One frame batch; returns ``pha`` (and ``fgr``) as float32 host arrays."""
-        self._enqueue(self._check_src(src))
+    def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
+        """One frame batch (plus the extra inputs by name, e.g. BGM's ``bgr`` and ``seg``);
+        returns ``pha`` (and ``fgr``) as float32 host arrays."""
+        self._enqueue(self._check_inputs(src, extra))
         for spec in self.state_specs:  # this frame's r_k,out is the next frame's r_k,in
             bufs = self._state_bufs[spec.input]
             bufs.reverse()
         return {name: self._host[name].astype(np.float32, copy=True) for name in self.output_names}
 
-    def _check_src(self, src: np.ndarray) -> np.ndarray:
-        src = np.asarray(src)
-        if src.shape != self.src_shape:
-            raise MattingDeployError(
-                f"{self.path}: src must be {self.src_shape} for this engine, got {src.shape}"
-            )
-        return src
+    def _check_inputs(self, src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """src and every extra input by name, each of the engine's shape for it."""
+        self.check_extra(self.extra_names, extra, self.path)
+        inputs = {"src": np.asarray(src), **{n: np.asarray(v) for n, v in extra.items()}}
+        for name, value in inputs.items():
+            if value.shape != tuple(self._io[name][1]):
+                raise MattingDeployError(f"{self.path}: {name} must be {tuple(self._io[name][1])} "
+                                         f"for this engine, got {value.shape}")
+        return inputs
 
-    def _enqueue(self, src: np.ndarray) -> None:
-        """On the one stream: pinned src up, the engine, pinned outputs down; then wait."""
+    def _enqueue(self, inputs: dict[str, np.ndarray]) -> None:
+        """On the one stream: pinned inputs up, the engine, pinned outputs down; then wait."""
         cuda = self._cuda
         self._ctx.push()
         try:
-            np.copyto(self._host["src"], src, casting="unsafe")
-            cuda.memcpy_htod_async(self._dev["src"], self._host["src"], self._stream)
+            for name, value in inputs.items():
+                np.copyto(self._host[name], value, casting="unsafe")
+                cuda.memcpy_htod_async(self._dev[name], self._host[name], self._stream)
             self._execute()
             for name in self.output_names:
                 cuda.memcpy_dtoh_async(self._host[name], self._dev[name], self._stream)
@@ -207,17 +214,17 @@ class TrtRunner(Runner):
         finally:
             self._ctx.pop()
 
-    def bare_call(self, src: np.ndarray):
+    def bare_call(self, src: np.ndarray, **extra: np.ndarray):
         """Pinned copies and engine, outputs back as owned arrays, no state swap or checks: the
         bench's baseline for the runner's overhead."""
-        src = self._check_src(src)
+        inputs = self._check_inputs(src, extra)
 
         def call() -> list[np.ndarray]:
-            self._enqueue(src)
+            self._enqueue(inputs)
             return [self._host[name].copy() for name in self.output_names]
         return call
 
-    def device_call(self, src: np.ndarray):
+    def device_call(self, src: np.ndarray, **extra: np.ndarray):
         return self.execute_only
 
     def execute_only(self) -> None:

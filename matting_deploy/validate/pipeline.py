@@ -11,12 +11,14 @@ from typing import Any
 from .. import __version__
 from ..bundle import REPORT_DIR, Bundle
 from ..bundle.lock import bundle_lock
+from ..data.bgm import BgmInputs, require_plates
 from ..data.pairs import load_dataset
 from ..data.preprocess import alpha_to_source
 from ..errors import GateFailed, MattingDeployError
 from ..fileio import check_dir_writable, pause_point
 from ..optional import versions
 from ..runtimes.open import open_runner
+from ..runtimes.segmenter import segmenter
 from . import gates as G
 from . import report as R
 from .emulated import emulated_job, mac_shares
@@ -39,6 +41,7 @@ def run_validation(
     force: bool = False,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    seg_bundle: str | Path | None = None,
 ) -> dict[str, Any]:
     """Score the bundle's artifacts on ``data``, write the report folder, return report.json's dict.
 
@@ -54,13 +57,13 @@ def run_validation(
     in_bundle = out.resolve().is_relative_to(bun.root.resolve())
     with bundle_lock(bun.root, log) if in_bundle else contextlib.nullcontext():
         return _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, reference, gates,
-                         out, force, log, progress, start)
+                         out, force, log, progress, start, seg_bundle)
 
 
 def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, reference, gates, out,
-              force, log, progress, start) -> dict[str, Any]:
+              force, log, progress, start, seg_bundle) -> dict[str, Any]:
     dataset = load_dataset(data, limit)
-    scorer = Scorer(bun, resize, warmup_frames)
+    scorer = Scorer(bun, resize, warmup_frames, _bgm_inputs(bun, dataset, resize, seg_bundle))
     h, w = bun.input_hw
     protocol = {
         "bundle": str(bun.root),
@@ -76,6 +79,8 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
         "n_clip_frames": dataset.n_frames,
         "digest": dataset.digest(),
     }
+    if bun.model == "bgm":
+        protocol["seg"] = f"--seg-bundle {Path(seg_bundle).resolve()}" if seg_bundle else "seg/ files"
     ref = G.load_reference(reference, protocol) if reference else None
 
     notes = list(dataset.notes)
@@ -144,6 +149,17 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
         raise GateFailed("drift gate failed: " + "; ".join(result["failures"]))
     log("all drift gates hold")
     return result
+
+
+def _bgm_inputs(bun: Bundle, dataset, resize: str, seg_bundle: str | Path | None) -> BgmInputs | None:
+    """BGM's plate and mask provider (None for other models); checks back/ exists first."""
+    if bun.model != "bgm":
+        if seg_bundle:
+            raise MattingDeployError(f"--seg-bundle: only Background Matting bundles take a mask "
+                                     f"({bun.root} is {bun.model})")
+        return None
+    require_plates([p.image for p in dataset.images] + [p.image for c in dataset.clips for p in c.frames])
+    return BgmInputs(*bun.input_hw, resize, mask_fn=segmenter(seg_bundle))
 
 
 def _fp32_alphas(bundle: Bundle, ref_run, scorer: Scorer):

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle import Bundle
+from ..data.bgm import BgmInputs
 from ..data.imaging import load_image, load_matte
 from ..data.pairs import Clip, DataSet, Pair
 from ..data.preprocess import Geometry, alpha_plane, alpha_to_source, preprocess_for
@@ -86,21 +87,29 @@ class ArtifactRun:
 class Scorer:
     """Runs pairs through a runner with the bundle's preprocessing and scores them."""
 
-    def __init__(self, bundle: Bundle, resize: str = "stretch", frames: int = 4):
+    def __init__(self, bundle: Bundle, resize: str = "stretch", frames: int = 4,
+                 extras: BgmInputs | None = None):
         if frames < 1:
             raise MattingDeployError(f"--warmup-frames must be at least 1, got {frames}")
         self.preprocess = preprocess_for(bundle.model)
         self.hw = bundle.input_hw
         self.resize = resize
         self.frames = frames if bundle.recurrent else 1
+        self.extras = extras  # BGM: the plate and mask of each image
 
     def model_input(self, path: Path) -> tuple[np.ndarray, Geometry]:
-        return self.preprocess(load_image(path), *self.hw, resize=self.resize)
+        return self.model_inputs(path)[:2]
+
+    def model_inputs(self, path: Path) -> tuple[np.ndarray, Geometry, dict[str, np.ndarray]]:
+        """src, its geometry and the model's extra inputs (BGM: bgr, seg; else none)."""
+        image = load_image(path)
+        src, geo = self.preprocess(image, *self.hw, resize=self.resize)
+        return src, geo, (self.extras.extra(path, image) if self.extras else {})
 
     @staticmethod
-    def _run(runner: Any, src: np.ndarray, path: Path) -> np.ndarray:
+    def _run(runner: Any, src: np.ndarray, path: Path, extra: dict | None = None) -> np.ndarray:
         try:
-            out = runner.run(src)
+            out = runner.run(src, **(extra or {}))
         except MattingDeployError:
             raise
         except Exception as e:  # runtime errors of any engine: one line naming the artifact
@@ -121,8 +130,8 @@ class Scorer:
 
     def alpha(self, runner: Any, pair: Pair, path: Path) -> tuple[np.ndarray, Geometry]:
         """Model-resolution alpha of a still image: K frames from zero state, the last kept."""
-        src, geo = self.model_input(pair.image)
-        return still_outputs(runner, src, self.frames, lambda s: self._run(runner, s, path)), geo
+        src, geo, extra = self.model_inputs(pair.image)
+        return still_outputs(runner, src, self.frames, lambda s: self._run(runner, s, path, extra)), geo
 
     def score_image(self, runner: Any, pair: Pair, path: Path) -> Scored:
         return self._score(pair, *self.alpha(runner, pair, path))[0]
@@ -145,8 +154,8 @@ class Scorer:
 
         def inferred():
             for pair in clip.frames:
-                src, geo = self.model_input(pair.image)
-                yield pair, self._run(runner, src, path), geo
+                src, geo, extra = self.model_inputs(pair.image)
+                yield pair, self._run(runner, src, path, extra), geo
 
         frames = []
         with closing(scored_in_background(inferred(), score)) as scored:

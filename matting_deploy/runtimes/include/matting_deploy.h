@@ -14,6 +14,12 @@
  *     the next md_* call on the same thread; "" after a successful call).
  *   - Recurrent models (RVM) keep their state inside the handle between md_run calls; md_reset
  *     sets it back to zeros. A handle must not be used by two threads at once.
+ *   - Models with extra inputs (Background Matting v1: "src" [n,3,h,w], "bgr" [n,3,h,w] the clean
+ *     background plate, "seg" [n,1,h,w] the soft person mask, all in [0, 1]; outputs pha and
+ *     fgr [n,3,h,w]) run through run_ex; md_run on them returns MD_ERR_ARGUMENT.
+ *
+ * ABI history: 1 = open, run, reset, close, last_error, shape. 2 = the same members at the same
+ * offsets plus run_ex at the end (a caller built against 1 may accept abi_version >= 1).
  */
 #ifndef MATTING_DEPLOY_H
 #define MATTING_DEPLOY_H
@@ -22,7 +28,7 @@
 extern "C" {
 #endif
 
-#define MD_ABI_VERSION 1
+#define MD_ABI_VERSION 2
 
 enum md_status {
     MD_OK = 0,
@@ -56,6 +62,18 @@ typedef const char *(*md_last_error_fn)(void);
  * Any pointer may be NULL. */
 typedef int (*md_shape_fn)(void *handle, int *n, int *h, int *w, int *fgr_channels);
 
+/* Run one frame batch of a model with several inputs: `inputs[i]` is the caller's float32 NCHW
+ * buffer of the input named `names[i]` ([n, C, h, w], C = 3 for "src"/"bgr", 1 for "seg").
+ * `count` must equal the model's number of caller-fed inputs, each named once, in any order
+ * (recurrent states stay inside the handle; works for single-input models with count 1, "src").
+ * n, h, w, pha and fgr as in md_run. Example (BGM):
+ *     const char *names[] = {"src", "bgr", "seg"};
+ *     const float *inputs[] = {src, bgr, seg};
+ *     rc = api->run_ex(handle, 3, names, inputs, 1, 512, 512, pha, fgr);             */
+typedef int (*md_run_ex_fn)(void *handle, int count, const char *const *names,
+                            const float *const *inputs, int n, int h, int w, float *pha,
+                            float *fgr);
+
 typedef struct md_api {
     int abi_version; /* MD_ABI_VERSION */
     md_open_fn open;
@@ -64,6 +82,7 @@ typedef struct md_api {
     md_close_fn close;
     md_last_error_fn last_error;
     md_shape_fn shape;
+    md_run_ex_fn run_ex; /* ABI 2 */
 } md_api;
 
 #ifdef __cplusplus
