@@ -114,7 +114,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
         outputs = implicit.planned_outputs(model, tensors, excl, recipe.op_types)
         key = ranges_cache.cache_key(
-            collect="quantized+int8-outputs",
+            collect="quantized+int8-outputs", histograms="pow2-order-free",  # bump when ranges move
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
             holdout=len(held), recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
