@@ -39,7 +39,7 @@ from ..data.sources import find_source, readable_only
 from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
-from . import collect, implicit, qdq, sensitivity
+from . import collect, implicit, qdq, sensitivity, typed
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -162,10 +162,13 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             excl = excluded_nodes(model, recipe)
 
         echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
-        qdq.write_qdq(prepared, stage / INT8_FILE, ranges, method, recipe, excl)
+        qdq.write_qdq(prepared, tmp / "qdq-fp32.onnx", ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)
-        qmodel = onnx.load(str(stage / INT8_FILE))
-        names, sides = implicit.cache_tensors(model, qmodel)
+        qfp32 = onnx.load(str(tmp / "qdq-fp32.onnx"))
+        names, sides = implicit.cache_tensors(model, qfp32)
+        # What strongly typed TensorRT (>= 10.1) builds: FP16 outside Q/DQ, recurrent update FP32.
+        qmodel = typed.fp16_outside(qfp32, bundle.states)
+        onnx.save(qmodel, str(stage / INT8_FILE))
         missing = [t for t in names if t not in all_ranges]
         if missing:
             raise MattingDeployError(f"calibration collected no range for {', '.join(missing[:3])} "
