@@ -173,24 +173,31 @@ def qdq_fusable(model: Model) -> RuleResult:
     return verdict("qdq-fusable", bad, ", ".join(f"{n}x {k}" for k, n in why.most_common()))
 
 
+def _weight_dq_output(view: ModelView, tensor: str) -> bool:
+    dq = view.producer.get(tensor)
+    return dq is not None and dq.op_type == "DequantizeLinear" and is_weight_dq(view, dq)
+
+
 def fp32_islands(model: Model, state_inputs: list[str] | None = None) -> set[str]:
     """Nodes the file keeps in FP32 on purpose: every float input they compute from is FP32 and
     comes from a Cast to FP32, a recurrent-state input (``state_inputs``, by default as
-    :func:`~.rules_parser.state_input_names`) or another such node; a DequantizeLinear joins when
-    its QuantizeLinear reads one. Strongly typed TensorRT honours these explicit FP32 islands."""
+    :func:`~.rules_parser.state_input_names`) or another such node (weights, and DQs of weights,
+    are constants); an activation DequantizeLinear joins when its QuantizeLinear reads one.
+    Strongly typed TensorRT honours these explicit FP32 islands."""
     view = as_view(model)
     sources = set(state_input_names(view, state_inputs))
     island: set[str] = set()
     for node in view.nodes:  # ONNX nodes are topologically sorted
-        if node.op_type == "Cast" and attr(node, "to") == onnx.TensorProto.FLOAT:
-            sources.update(node.output)
+        if node.op_type == "Cast":  # the islands' borders
+            if attr(node, "to") == onnx.TensorProto.FLOAT:
+                sources.update(node.output)
             continue
         if node.op_type == "DequantizeLinear":
             q = view.producer.get(node.input[0])
             ok = q is not None and q.op_type == "QuantizeLinear" and q.input[0] in sources
         else:
             floats = [i for i in node.input if i and i not in view.inits and not view.is_constant(i)
-                      and view.elem_type(i) in FLOAT_TYPES]
+                      and view.elem_type(i) in FLOAT_TYPES and not _weight_dq_output(view, i)]
             ok = bool(floats) and all(i in sources and view.elem_type(i) == onnx.TensorProto.FLOAT
                                       for i in floats)
         if ok:
