@@ -1,8 +1,9 @@
-"""``calibrate --int8`` as a function: KL-calibrated Q/DQ INT8 model and TensorRT cache.
+"""``calibrate --int8`` as a function: calibrated Q/DQ INT8 model and TensorRT cache.
 
 data -> sampled items -> CalibrationFeeder (RVM warm-up) -> collect (statistics) -> ranges ->
-optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache + calib.json,
-checked against TensorRT's rules (check.gate) before anything is written.
+optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py), made FP16 outside Q/DQ
+(typed.py) -> calib.cache + calib.json, checked against TensorRT's rules (check.gate) before
+anything is written.
 
 Ranges are collected for the Conv inputs the recipe quantizes and, for implicit INT8 (TensorRT
 8.5/8.6/10.0), for the (fused) output of every INT8 Conv (implicit.py): calib.cache holds both
