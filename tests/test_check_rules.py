@@ -25,6 +25,7 @@ from matting_deploy.check import (
     constant_ratio,
     dq_int8,
     fp16_outside_qdq,
+    fp32_islands,
     fused_output,
     int8_mac_share,
     intended_int8_convs,
@@ -83,9 +84,11 @@ def qdq_pair(x, scale, zp, y, name, axis=None):
 
 
 def qdq_model(bias_int32=False, zp=0, w1_axis=0, act_per_channel=False, conv2_fp32=False,
-              resize_qdq=False, conv2_float_input=False):
+              resize_qdq=False, conv2_float_input=False, conv2_island=False):
     """fp32_model quantized as TensorRT wants it: FP16 outside Q/DQ, INT8 per-channel weights,
-    per-tensor activations, float bias, FP32 graph inputs/outputs. Options break one rule each."""
+    per-tensor activations, float bias, FP32 graph inputs/outputs. Options break one rule each;
+    ``conv2_island`` keeps conv2 (and its Q/DQ) FP32 behind an explicit Cast, which is allowed."""
+    conv2_fp32 = conv2_fp32 or conv2_island
     t2 = F32 if conv2_fp32 else F16
     h = np.float32 if conv2_fp32 else np.float16
     w1 = RNG.integers(-127, 128, size=(4, 3, 3, 3))
@@ -115,7 +118,9 @@ def qdq_model(bias_int32=False, zp=0, w1_axis=0, act_per_channel=False, conv2_fp
     nodes += [conv("conv1", "d1", "w1d", bias1, "c1"), helper.make_node("Relu", ["c1"], ["a1"], name="relu1"),
               helper.make_node("Add", ["a1", "r16"], ["r1o16"], name="add"),
               helper.make_node("Cast", ["r1o16"], ["r1o"], name="cast_r1o", to=F32),
-              helper.make_node("QuantizeLinear", ["a1", "xs2q", "zp2"], ["a1_q"], name="x2_q"),
+              *([helper.make_node("Cast", ["a1"], ["a1f"], name="cast_a1f", to=F32)] if conv2_island else []),
+              helper.make_node("QuantizeLinear", ["a1f" if conv2_island else "a1", "xs2" if conv2_island else "xs2q",
+                                                  "zp2"], ["a1_q"], name="x2_q"),
               helper.make_node("DequantizeLinear", ["a1_q", "xs2", "zp2"], ["d2"], name="x2_dq"),
               helper.make_node("DequantizeLinear", ["w2q", "ws2", "wz2"], ["w2d"], name="w2_dq", axis=0)]
     if conv2_float_input:
@@ -306,6 +311,16 @@ def test_fp32_layers_fail_fp16_outside_qdq():
     assert r.ok is False and {"x2_dq", "w2_dq", "conv2", "sig"} <= set(r.nodes) and "conv1" not in r.nodes
     r = fp16_outside_qdq(fp32_model(), FP32_OPS)
     assert r.ok is False and {"conv1", "relu1", "conv2"} <= set(r.nodes) and "resize" not in r.nodes
+
+
+def test_explicit_fp32_island_passes_fp16_outside_qdq():
+    """conv2 with FP32 Q/DQ and weights, its input cast to FP32 explicitly (as the INT8 artifact
+    keeps RVM's recurrent update): strongly typed TensorRT runs it FP32 on purpose."""
+    model = qdq_model(conv2_island=True)
+    assert fp32_islands(model) == {"x2_q", "x2_dq", "conv2", "sig"}
+    r = fp16_outside_qdq(model, FP32_OPS)
+    assert r.ok and "4 other nodes kept FP32" in r.detail, r.detail
+    assert qdq_fusable(model).ok
 
 
 def test_fp16_rule_applies_to_fp16_artifact_only_on_tensorrt_11(clean):

@@ -18,11 +18,7 @@ from .report import ARTIFACT_FILES, CheckReport, check_bundle
 from .result import RuleResult
 from .support import parse_version, resolve_target, target_for_version
 
-KNOWN_GAPS = {
-    ("model.int8.onnx", "fp16-outside-qdq"):
-        "issue 8 defect 2: the INT8 artifact is FP32 outside Q/DQ, so TensorRT >= 10.1 runs those "
-        "layers in FP32 (correct, slower) until the FP16-outside-Q/DQ recipe lands",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 # What calibrate makes (the Q/DQ model and the cache); parser rules on model.onnx are the export's.
 CALIBRATE_RULES = frozenset({"dq-int8", "qdq-zero-point", "weight-scale-axis", "activation-per-tensor",
                              "qdq-fusable", "fp16-outside-qdq", "cache-header", "cache-coverage",

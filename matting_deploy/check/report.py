@@ -104,14 +104,14 @@ def check_bundle(
     if "fp16" in views:
         if tgt.strongly_typed_fp16:
             add(tagged("fp16", [*_parser_rules(views["fp16"], tgt, state_inputs),
-                                qdq.fp16_outside_qdq(views["fp16"], fp32_ops)]))
+                                qdq.fp16_outside_qdq(views["fp16"], fp32_ops, state_inputs)]))
         else:
             add(tagged("fp16", [_skip(f"{trt} builds FP16 from model.onnx with the FP16 flag; "
                                       "this file is not used")]))
     if "int8" in views:
         if tgt.strongly_typed_int8:
             add(tagged("int8", [*_parser_rules(views["int8"], tgt, state_inputs), *_qdq_rules(views["int8"]),
-                                qdq.fp16_outside_qdq(views["int8"], fp32_ops)]))
+                                qdq.fp16_outside_qdq(views["int8"], fp32_ops, state_inputs)]))
             report.int8_mac_share = int8_mac_share(views["int8"])
         else:
             add(tagged("int8", [_skip(f"{trt} builds INT8 implicitly from model.onnx + calib.cache; "

@@ -102,6 +102,13 @@ def attribute_support(model: Model, target: str | Target) -> RuleResult:
     return verdict("parser-attrs", bad, "; ".join(why[:6]) + (f"; ... ({len(why)} nodes)" if len(why) > 6 else ""))
 
 
+def state_input_names(view: ModelView, state_inputs: list[str] | None = None) -> list[str]:
+    """``state_inputs``, or by default every rank-4 float graph input after the first (the image)."""
+    if state_inputs is not None:
+        return list(state_inputs)
+    return [n for n in view.inputs[1:] if view.elem_type(n) in FLOAT_TYPES and len(view.shape(n) or []) == 4]
+
+
 def static_shapes(model: Model) -> RuleResult:
     """Every graph input and output has a fixed, positive size in each dimension."""
     view = as_view(model)
@@ -121,8 +128,7 @@ def state_shapes(model: Model, state_inputs: list[str] | None = None) -> RuleRes
     graph input after the first (the image).
     """
     view = as_view(model)
-    names = state_inputs if state_inputs is not None else [
-        n for n in view.inputs[1:] if view.elem_type(n) in FLOAT_TYPES and len(view.shape(n) or []) == 4]
+    names = state_input_names(view, state_inputs)
     bad = []
     for name in names:
         dims = view.shape(name) or []

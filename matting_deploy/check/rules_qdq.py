@@ -9,6 +9,7 @@ import onnx
 
 from .graph import FLOAT_TYPES, TYPE_NAMES, ModelView, attr, label
 from .result import Model, RuleResult, as_view, verdict
+from .rules_parser import state_input_names
 from .support import support_data
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
@@ -172,23 +173,58 @@ def qdq_fusable(model: Model) -> RuleResult:
     return verdict("qdq-fusable", bad, ", ".join(f"{n}x {k}" for k, n in why.most_common()))
 
 
-def fp16_outside_qdq(model: Model, fp32_ops) -> RuleResult:
+def _weight_dq_output(view: ModelView, tensor: str) -> bool:
+    dq = view.producer.get(tensor)
+    return dq is not None and dq.op_type == "DequantizeLinear" and is_weight_dq(view, dq)
+
+
+def fp32_islands(model: Model, state_inputs: list[str] | None = None) -> set[str]:
+    """Nodes the file keeps in FP32 on purpose: every float input they compute from is FP32 and
+    comes from a Cast to FP32, a recurrent-state input (``state_inputs``, by default as
+    :func:`~.rules_parser.state_input_names`) or another such node (weights, and DQs of weights,
+    are constants); an activation DequantizeLinear joins when its QuantizeLinear reads one.
+    Strongly typed TensorRT honours these explicit FP32 islands."""
+    view = as_view(model)
+    sources = set(state_input_names(view, state_inputs))
+    island: set[str] = set()
+    for node in view.nodes:  # ONNX nodes are topologically sorted
+        if node.op_type == "Cast":  # the islands' borders
+            if attr(node, "to") == onnx.TensorProto.FLOAT:
+                sources.update(node.output)
+            continue
+        if node.op_type == "DequantizeLinear":
+            q = view.producer.get(node.input[0])
+            ok = q is not None and q.op_type == "QuantizeLinear" and q.input[0] in sources
+        else:
+            floats = [i for i in node.input if i and i not in view.inits and not view.is_constant(i)
+                      and view.elem_type(i) in FLOAT_TYPES and not _weight_dq_output(view, i)]
+            ok = bool(floats) and all(i in sources and view.elem_type(i) == onnx.TensorProto.FLOAT
+                                      for i in floats)
+        if ok:
+            island.add(node.name)
+            sources.update(node.output)
+    return island
+
+
+def fp16_outside_qdq(model: Model, fp32_ops, state_inputs: list[str] | None = None) -> RuleResult:
     """Strongly typed TensorRT runs each layer in its ONNX type: every float tensor a layer computes
-    is FP16, except graph outputs, outputs of ops in ``fp32_ops`` (kept FP32 by design) and Casts.
+    is FP16, except graph outputs, outputs of ops in ``fp32_ops`` (kept FP32 by design), Casts and
+    explicit FP32 islands (:func:`fp32_islands`: e.g. the recurrent-state update behind Casts).
 
     A DequantizeLinear's output type is its scale's type, so a DQ feeding FP16 layers needs FP16
     scales; constants and initializers may be FP32 only where FP32 ops read them.
     """
     view = as_view(model)
     allowed = set(fp32_ops) | {"Cast"}
+    islands = fp32_islands(view, state_inputs)
     outputs = set(view.outputs)
     bad, ops = [], Counter()
 
     def only_fp32_readers(tensor: str) -> bool:
-        return all(c.op_type in allowed for c in view.consumers.get(tensor, []))
+        return all(c.op_type in allowed or c.name in islands for c in view.consumers.get(tensor, []))
 
     for node in view.nodes:
-        if node.op_type in allowed or node.op_type == "QuantizeLinear":
+        if node.op_type in allowed or node.op_type == "QuantizeLinear" or node.name in islands:
             continue
         fp32 = [o for o in node.output if o and view.elem_type(o) == onnx.TensorProto.FLOAT and o not in outputs]
         if node.op_type in ("Constant", "DequantizeLinear", "Identity"):
@@ -200,6 +236,9 @@ def fp16_outside_qdq(model: Model, fp32_ops) -> RuleResult:
             bad.append(label(node))
             ops[node.op_type] += 1
     float_nodes = sum(1 for n in view.nodes if any(view.elem_type(o) in FLOAT_TYPES for o in n.output))
+    kept = sum(1 for n in view.nodes if n.name in islands and n.op_type not in allowed)
+    kept = f"; {kept} other nodes kept FP32 behind explicit Casts" if kept else ""
     return verdict("fp16-outside-qdq", bad,
                    f"{len(bad)} of {float_nodes} float-producing nodes compute in FP32 ("
-                   + ", ".join(f"{k} {n}" for k, n in ops.most_common(6)) + ")")
+                   + ", ".join(f"{k} {n}" for k, n in ops.most_common(6)) + ")",
+                   f"FP16 outside Q/DQ{kept}")

@@ -30,8 +30,13 @@ def _route_outputs_through_identity(model: onnx.ModelProto) -> None:
         graph.node.append(helper.make_node("Identity", [inner], [out.name], name=f"{out.name}_out"))
 
 
-def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
-    """An FP16 copy of ``model`` with FP32 graph inputs/outputs and :data:`FP32_OPS` kept in FP32."""
+def to_fp16(model: onnx.ModelProto, keep_fp32_nodes=()) -> onnx.ModelProto:
+    """An FP16 copy of ``model`` with FP32 graph inputs/outputs and :data:`FP32_OPS` kept in FP32.
+
+    ``keep_fp32_nodes``: names of further nodes kept in FP32 (explicit Casts around them, which
+    strongly typed TensorRT honours). Q/DQ nodes are converted like any op (FP16 scales, valid
+    from opset 19), as NVIDIA ModelOpt's ``high_precision_dtype='fp16'`` does.
+    """
     from onnxconverter_common import float16
 
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -41,5 +46,6 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     with warnings.catch_warnings():  # one warning per tiny weight clamped to FP16's range
         warnings.simplefilter("ignore", UserWarning)
         return float16.convert_float_to_float16(
-            model, keep_io_types=True, op_block_list=block, disable_shape_infer=False
+            model, keep_io_types=True, op_block_list=block, node_block_list=sorted(keep_fp32_nodes),
+            disable_shape_infer=False,
         )

@@ -1,7 +1,8 @@
 """Statistics collection: run calibration images through onnxruntime's calibrators, chunked.
 
 Only the tensors the chosen recipe will actually quantize are calibrated (that is most of the
-speed); entropy calibration uses the vectorised KL search of :mod:`.ranges`.
+speed); entropy calibration uses order-free histograms (:class:`_FastCollector`) and the vectorised
+KL search of :mod:`.ranges`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,56 @@ DEFAULT_CALIBRATOR_OPTIONS = {"entropy": {"num_bins": 2048, "num_quantized_bins"
                               "percentile": {"num_bins": 2048, "percentile": 99.99}}
 
 
+def pow2_range(amax: float) -> float:
+    """The smallest power of two strictly above ``amax`` (a histogram range that nests)."""
+    amax = float(amax)
+    if not amax > 0:
+        return 2.0**-24
+    r = 2.0 ** np.ceil(np.log2(amax))
+    return float(r * 2 if r <= amax else r)
+
+
+def widen(hist: np.ndarray, doublings: int) -> np.ndarray:
+    """``hist`` over [-R, R] re-binned exactly onto [-R * 2**doublings, R * 2**doublings]: the same
+    bin count, each doubling summing bin pairs and padding a quarter of the bins each side."""
+    n = hist.size
+    for _ in range(doublings):
+        hist = np.concatenate([np.zeros(n // 4, hist.dtype), hist.reshape(-1, 2).sum(axis=1),
+                               np.zeros(n // 4, hist.dtype)])
+    return hist
+
+
 class _FastCollector(HistogramCollector):
+    """onnxruntime's histogram collector made independent of the order of the images.
+
+    onnxruntime sizes each tensor's histogram from the first chunk and appends bins of that width
+    when a later chunk goes further, so the bins (and the ranges found on them) depend on which
+    images come first, i.e. on ``--seed`` even when every image is used. Here the range is always a
+    power of two above the largest value seen, and a histogram is widened by exactly merging bin
+    pairs, so the final histogram is the same for any order or chunking.
+    """
+
+    def collect_value(self, name_to_arr):
+        if self.num_bins % 4:
+            raise MattingDeployError(f"histogram bins must be a multiple of 4, got {self.num_bins}")
+        for tensor, arr in name_to_arr.items():
+            if isinstance(arr, list) and arr:
+                data = np.concatenate([np.asarray(a, np.float32).ravel() for a in arr])
+            else:
+                data = np.asarray(arr, np.float32).ravel()
+            lo = float(np.nanmin(data)) if data.size else 0.0
+            hi = float(np.nanmax(data)) if data.size else 0.0
+            r = pow2_range(max(abs(lo), abs(hi)))
+            old = self.histogram_dict.get(tensor)
+            if old is not None:
+                r = max(r, float(old[4]))
+                lo, hi = min(lo, float(old[2])), max(hi, float(old[3]))
+            hist = np.histogram(data, self.num_bins, range=(-r, r))[0]
+            if old is not None:
+                hist += widen(old[0], int(round(np.log2(r / float(old[4])))))
+            edges = np.linspace(-r, r, self.num_bins + 1, dtype=np.float32)
+            self.histogram_dict[tensor] = (hist, edges, np.float32(lo), np.float32(hi), np.float32(r))
+
     def get_entropy_threshold(self, histogram, num_quantized_bins):
         return kl_threshold(histogram, num_quantized_bins)
 

@@ -1,8 +1,9 @@
-"""``calibrate --int8`` as a function: KL-calibrated Q/DQ INT8 model and TensorRT cache.
+"""``calibrate --int8`` as a function: calibrated Q/DQ INT8 model and TensorRT cache.
 
 data -> sampled items -> CalibrationFeeder (RVM warm-up) -> collect (statistics) -> ranges ->
-optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py) -> calib.cache + calib.json,
-checked against TensorRT's rules (check.gate) before anything is written.
+optional --max-drift fallback (drift.py) -> Q/DQ model (qdq.py), made FP16 outside Q/DQ
+(typed.py) -> calib.cache + calib.json, checked against TensorRT's rules (check.gate) before
+anything is written.
 
 Ranges are collected for the Conv inputs the recipe quantizes and, for implicit INT8 (TensorRT
 8.5/8.6/10.0), for the (fused) output of every INT8 Conv (implicit.py): calib.cache holds both
@@ -41,7 +42,7 @@ from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
 from ..runtimes.segmenter import segmenter
-from . import collect, implicit, qdq, sensitivity
+from . import collect, implicit, qdq, sensitivity, typed
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -142,7 +143,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
         outputs = implicit.planned_outputs(model, tensors, excl, recipe.op_types)
         key = ranges_cache.cache_key(
-            collect="quantized+int8-outputs",
+            collect="quantized+int8-outputs", histograms="pow2-order-free",  # bump when ranges move
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
             holdout=len(held), **_bgm_key(extras, source, seg_bundle),
             recipe={k: v for k, v in recipe.describe().items() if k != "name"},
@@ -192,10 +193,13 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             excl = excluded_nodes(model, recipe)
 
         echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
-        qdq.write_qdq(prepared, stage / INT8_FILE, ranges, method, recipe, excl)
+        qdq.write_qdq(prepared, tmp / "qdq-fp32.onnx", ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)
-        qmodel = onnx.load(str(stage / INT8_FILE))
-        names, sides = implicit.cache_tensors(model, qmodel)
+        qfp32 = onnx.load(str(tmp / "qdq-fp32.onnx"))
+        names, sides = implicit.cache_tensors(model, qfp32)
+        # What strongly typed TensorRT (>= 10.1) builds: FP16 outside Q/DQ, recurrent update FP32.
+        qmodel = typed.fp16_outside(qfp32, bundle.states)
+        onnx.save(qmodel, str(stage / INT8_FILE))
         missing = [t for t in names if t not in all_ranges]
         if missing:
             raise MattingDeployError(f"calibration collected no range for {', '.join(missing[:3])} "

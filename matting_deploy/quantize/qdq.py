@@ -147,6 +147,27 @@ def detach_float_readers(model: onnx.ModelProto) -> int:
     return changed
 
 
+def float_graph_outputs(model: onnx.ModelProto) -> int:
+    """Give back a quantized graph output its float value: onnxruntime renames a graph output it
+    quantizes (``X`` -> ``X_QuantizeLinear_Input`` -> Q -> DQ -> ``X``), so the output (e.g. a
+    recurrent state read by a Conv) would be INT8-rounded and a DQ would feed the output's cast.
+    Here the producer writes ``X`` again and the DQ a tensor of its own. Returns outputs changed."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    changed = 0
+    for out in model.graph.output:
+        dq = producer.get(out.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producer:
+            continue
+        inner, fresh = q.input[0], f"{out.name}_DequantizeLinear_Output"
+        for node in model.graph.node:
+            node.input[:] = [fresh if i == out.name else out.name if i == inner else i for i in node.input]
+        dq.output[0] = fresh
+        producer[inner].output[:] = [out.name if o == inner else o for o in producer[inner].output]
+        changed += 1
+    return changed
+
+
 def write_qdq(
     fp32: Path,
     out: Path,
@@ -155,8 +176,9 @@ def write_qdq(
     recipe: Recipe,
     nodes_to_exclude,
 ) -> None:
-    """Write the Q/DQ model for ``recipe`` from calibrated ``ranges`` (float readers detached)."""
+    """Write the Q/DQ model for ``recipe`` from calibrated ``ranges`` (float readers detached,
+    graph outputs float)."""
     _quantize(fp32, out, ranges_to_tensors_data(ranges, method), recipe, nodes_to_exclude)
     model = onnx.load(str(out))
-    if detach_float_readers(model):
+    if float_graph_outputs(model) + detach_float_readers(model):
         onnx.save(model, str(out))
