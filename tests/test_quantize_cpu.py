@@ -68,26 +68,23 @@ def tiny_model(path) -> None:
 
 
 class _Reader:
-    """Chunked calibration reader (the feeder's interface) over random images."""
+    """The feeder's interface (``done``, ``next_chunk``, ``get_next``, ``used``) over random images,
+    all in one chunk."""
 
-    def __init__(self, n=6, chunk=3, seed=1):
+    def __init__(self, n=6, seed=1):
         rng = np.random.default_rng(seed)
-        self.feeds = [{"src": rng.random((1, 3, H, W), dtype=np.float32)} for _ in range(n)]
-        self.chunk, self.pos, self.n, self.used = chunk, 0, 0, []
-
-    @property
-    def done(self):
-        return self.pos >= len(self.feeds)
+        self.todo = [{"src": rng.random((1, 3, H, W), dtype=np.float32)} for _ in range(n)]
+        self.used: list = []
+        self.done = False
 
     def next_chunk(self):
-        self.n = 0
+        self.done = True
 
     def get_next(self):
-        if self.done or self.n >= self.chunk:
-            return None
-        self.pos, self.n = self.pos + 1, self.n + 1
-        self.used.append(self.pos)
-        return self.feeds[self.pos - 1]
+        if self.todo:
+            self.used.append(self.todo.pop())
+            return self.used[-1]
+        return None
 
 
 def _no_calibration(monkeypatch):
