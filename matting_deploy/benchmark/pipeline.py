@@ -15,6 +15,7 @@ from ..bundle import Bundle
 from ..data.preprocess import extra_inputs
 from ..errors import MattingDeployError
 from ..optional import require, versions
+from ..runtimes import ORT_BACKENDS
 from ..runtimes.base import Runner
 from ..runtimes.open import io_spec, open_runner
 from .anchor import Anchor, make_anchor
@@ -100,12 +101,16 @@ def run_bench(
     seed: int = 0,
     log: Callable[[str], None] = print,
     anchor: str | None = None,
+    profile_runs: int = 0,
 ) -> dict[str, Any]:
     """Benchmark each artifact of ``bundle`` on ``backend`` (beside the ``anchor`` network, e.g.
-    ``"torch"``, when given); returns the JSON-ready result."""
+    ``"torch"``, when given; with ``profile_runs`` also each one's per-op-type kernel time over that
+    many runs); returns the JSON-ready result."""
     bun = Bundle.open(bundle)
     if anchor == "torch":
         require("torch", "--anchor torch")  # before any output: a missing extra is one error line
+    if profile_runs and backend not in ORT_BACKENDS:
+        raise MattingDeployError(f"--profile-ops: onnxruntime backends only ({', '.join(ORT_BACKENDS)})")
     names = artifacts or default_artifacts(bun, backend)
     if not names:
         raise MattingDeployError(f"{bun.root}: nothing to benchmark on backend '{backend}'")
@@ -136,6 +141,12 @@ def run_bench(
     fp32 = next((r for r in rows if r["artifact"] == "fp32"), None)
     speedups = {r["artifact"]: fp32["p50_ms"] / r["p50_ms"] for r in rows
                 if fp32 is not None and r is not fp32}
+    profiles = None
+    if profile_runs:
+        from .profile import profile_ops
+
+        log(f"profiling {', '.join(names)}: {profile_runs} runs each (onnxruntime profiler)")
+        profiles = {n: profile_ops(bun, n, src, profile_runs, backend, threads) for n in names}
     return {
         "bundle": str(bun.root),
         "model": bun.model,
@@ -146,6 +157,7 @@ def run_bench(
         "threads": threads or "default",
         "rows": rows,
         "speedup_vs_fp32_p50": speedups,
+        **({"op_profile_ms": profiles, "profile_runs": profile_runs} if profiles else {}),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
         "versions": {"matting-deploy": __version__,
@@ -212,6 +224,11 @@ def format_table(result: dict[str, Any]) -> str:
                    "anchor device p50")
     for name, s in result["speedup_vs_fp32_p50"].items():
         out.append(speed_line(name, s))
+    if result.get("op_profile_ms"):
+        from .profile import op_table
+
+        out += ["", f"per-op-type kernel time (onnxruntime profiler, optimised graph), "
+                f"{result['profile_runs']} runs:", *align(op_table(result["op_profile_ms"]), left=1)]
     for r in result["rows"]:
         if "capture_note" in r:
             out.append(f"{r['artifact']}: {r['capture_note']}")

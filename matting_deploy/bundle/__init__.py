@@ -4,6 +4,8 @@ from .layout import (
     ARTIFACT_FILES,
     BUNDLE_FORMAT,
     CALIB_JSON,
+    CPU_INT8,
+    CPU_INT8_FILE,
     DERIVED,
     ENGINE_FILE,
     INT8_FILE,
@@ -20,7 +22,8 @@ from .layout import (
 from .manifest import Bundle, StateSpec, new_manifest
 
 __all__ = [
-    "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "DERIVED", "ENGINE_FILE", "INT8_FILE", "MANIFEST", "PRECISIONS",
+    "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "CPU_INT8", "CPU_INT8_FILE", "DERIVED", "ENGINE_FILE",
+    "INT8_FILE", "MANIFEST", "PRECISIONS",
     "REPORT_DIR", "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name",
     "engine_path", "engine_precision", "new_manifest",
 ]

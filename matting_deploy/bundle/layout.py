@@ -10,8 +10,11 @@ from ..errors import MattingDeployError
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
-ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
+CPU_INT8 = "int8-cpu"  # onnxruntime-CPU INT8 layout (QLinearConv); not a TensorRT artifact
+ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
+                  CPU_INT8: "model.int8-cpu.onnx"}
 INT8_FILE = ARTIFACT_FILES["int8"]
+CPU_INT8_FILE = ARTIFACT_FILES[CPU_INT8]
 TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt_cache.py)
 CALIB_JSON = "calib.json"
 ENGINE_FILE = "model.{precision}.engine"
@@ -36,7 +39,10 @@ def engine_artifact(precision: str) -> str:
 
 
 def engine_precision(artifact: str) -> str:
-    """``fp16`` or ``trt-fp16`` -> ``fp16`` (checked)."""
+    """``fp16`` or ``trt-fp16`` -> ``fp16`` (checked; ``int8-cpu`` is refused by name)."""
+    if artifact == CPU_INT8:
+        raise MattingDeployError(f"{CPU_INT8}: not a TensorRT artifact (onnxruntime CPU INT8; "
+                                 "run it with backend cpu or cuda)")
     precision = artifact[len(TRT_PREFIX):] if artifact.startswith(TRT_PREFIX) else artifact
     if precision not in PRECISIONS:
         raise MattingDeployError(
@@ -47,10 +53,11 @@ def engine_precision(artifact: str) -> str:
 
 
 def precision_order(artifact: str) -> tuple[int, str]:
-    """Sort key: fp32, fp16, int8 first, anything else after, by name."""
-    return (PRECISIONS.index(artifact) if artifact in PRECISIONS else 9, artifact)
+    """Sort key: fp32, fp16, int8, int8-cpu first, anything else after, by name."""
+    order = (*PRECISIONS, CPU_INT8)
+    return (order.index(artifact) if artifact in order else 9, artifact)
 
 
 # What a new export makes stale: everything derived from the old model.
-DERIVED = (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON, *(engine_name(p) for p in PRECISIONS), REPORT_DIR,
+DERIVED = (INT8_FILE, CPU_INT8_FILE, TRT_CACHE_FILE, CALIB_JSON, *(engine_name(p) for p in PRECISIONS), REPORT_DIR,
            RANGES_CACHE_DIR)

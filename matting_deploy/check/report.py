@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import onnx
 
+from ..bundle.layout import ARTIFACT_FILES as BUNDLE_FILES
+from ..bundle.layout import TRT_CACHE_FILE
 from . import rules_implicit as imp
 from . import rules_parser as parser
 from . import rules_qdq as qdq
@@ -24,8 +26,7 @@ from .macs import int8_mac_share
 from .result import RuleResult
 from .support import Target, resolve_target
 
-ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
-                  "int8-cpu": "model.int8-cpu.onnx", "cache": "calib.cache"}
+ARTIFACT_FILES = {**BUNDLE_FILES, "cache": TRT_CACHE_FILE}
 
 
 def default_fp32_ops() -> tuple[str, ...]:

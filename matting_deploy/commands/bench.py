@@ -14,6 +14,7 @@ from .options import examples, split_list
     "matting-deploy bench --bundle bundles/rvm",
     "matting-deploy bench --bundle bundles/rvm --artifacts fp32,int8 --iters 50 --warmup 5 --json bench.json",
     "matting-deploy bench --bundle bundles/rvm --backend tensorrt   # the built engines, on the GPU",
+    "matting-deploy bench --bundle bundles/rvm --artifacts fp32,int8-cpu --profile-ops 20",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--artifacts", help="Comma list, e.g. fp32,int8 (default: every ONNX artifact; "
@@ -30,9 +31,12 @@ from .options import examples, split_list
               help="Time the same network in PyTorch on the same device beside each row (CUDA "
               "graph with pinned host I/O on a GPU, eager on CPU) and print the ratio. Needs "
               "PyTorch; bundles without PyTorch weights get random weights (speed only).")
+@click.option("--profile-ops", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Also profile N runs per artifact and print onnxruntime's kernel time per op type "
+              "(where the time goes, e.g. FP32 vs INT8; onnxruntime backends).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write results as JSON.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --json file.")
-def bench(bundle, artifacts, backend, iters, warmup, threads, anchor, json_out, force):
+def bench(bundle, artifacts, backend, iters, warmup, threads, anchor, profile_ops, json_out, force):
     """Latency (p50/p90/p99), FPS and runner overhead over a bare engine call, per artifact."""
     from ..benchmark.pipeline import format_table, run_bench
     from ..fileio import check_dir_writable, check_writable, write_json
@@ -41,7 +45,7 @@ def bench(bundle, artifacts, backend, iters, warmup, threads, anchor, json_out, 
         check_writable(Path(json_out), force)
         check_dir_writable(Path(json_out).parent)
     result = run_bench(bundle, split_list(artifacts), backend, iters, warmup, threads,
-                       log=click.echo, anchor=anchor)
+                       log=click.echo, anchor=anchor, profile_runs=profile_ops)
     click.echo("\n" + format_table(result))
     if json_out:
         write_json(json_out, result, force=force)

@@ -1,4 +1,5 @@
-"""``matting-deploy calibrate --int8``: KL-calibrated Q/DQ INT8 model and TensorRT cache."""
+"""``matting-deploy calibrate --int8``: KL-calibrated Q/DQ INT8 model and TensorRT cache, or
+(``--target cpu``) the onnxruntime-CPU INT8 model from the same statistics."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..bundle import CALIB_JSON, INT8_FILE, TRT_CACHE_FILE
+from ..bundle import CALIB_JSON, CPU_INT8_FILE, INT8_FILE, TRT_CACHE_FILE
 from ..bundle.trt_cache import DEFAULT_TRT_VERSION
 from ..errors import MattingDeployError
 from .options import examples
@@ -17,6 +18,7 @@ from .options import examples
     "matting-deploy calibrate --int8 --bundle bundles/rvm --data PPM-100",
     "matting-deploy calibrate --int8 --bundle bundles/rvm --data clip.mp4 --num 50 --max-drift 5e-5",
     "matting-deploy calibrate --int8 --bundle bundles/bgm --data PPM-100   # with back/ and seg/ beside image/",
+    "matting-deploy calibrate --int8 --target cpu --bundle bundles/rvm --data PPM-100   # same statistics",
 ))
 @click.option("--int8", "int8_flag", is_flag=True,
               help="Calibrate for INT8 (the only mode).  [required]")
@@ -36,13 +38,17 @@ from .options import examples
 @click.option("--trt-version", default=DEFAULT_TRT_VERSION, show_default=True, metavar="X.Y.Z",
               help="TensorRT that reads calib.cache (implicit INT8: 8.5.x, 8.6.x, 10.0.x); its header "
                    "names this version, e.g. 8.5.2 for JetPack 5.1, 8.6.2 for JetPack 6.0.")
+@click.option("--target", type=click.Choice(["tensorrt", "cpu"]), default="tensorrt", show_default=True,
+              help="tensorrt: model.int8.onnx + calib.cache; cpu: model.int8-cpu.onnx for onnxruntime's "
+                   "CPU integer kernels (QLinearConv), from the cached statistics of an identical run.")
 @click.option("--seg-bundle", type=click.Path(file_okay=False, path_type=Path),
               help="BGM: an RVM or MODNet bundle whose alpha, processed as the official test "
                    "script does, is the person mask (else data/seg/NAME.*).")
 @click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
-def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version,
+def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version, target,
               seg_bundle, force):
-    """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json."""
+    """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json, or with
+    --target cpu model.int8-cpu.onnx."""
     if not int8_flag:
         raise MattingDeployError("--int8: required (INT8 is the only calibrated precision)")
     from ..quantize.pipeline import run_calibration
@@ -51,10 +57,11 @@ def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_
     report = run_calibration(
         bundle_dir, data, num=num, method=method, max_drift=max_drift, seed=seed,
         warmup_frames=warmup_frames, force=force, seg_bundle=seg_bundle,
-        echo=lambda m: click.echo(m, err=True), trt_version=trt_version,
+        echo=lambda m: click.echo(m, err=True), trt_version=trt_version, target=target,
     )
+    files = f"{CPU_INT8_FILE}, {CALIB_JSON}" if target == "cpu" else f"{INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON}"
     click.echo(
-        f"wrote {INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON} in {report['bundle']} "
+        f"wrote {files} in {report['bundle']} "
         f"({report['images']} images, {report['tensors']} tensors, {report['float_nodes']} nodes "
         f"in float); total {time.perf_counter() - start:.1f} s"
     )

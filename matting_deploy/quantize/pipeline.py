@@ -7,7 +7,9 @@ anything is written.
 
 Ranges are collected for the Conv inputs the recipe quantizes and, for implicit INT8 (TensorRT
 8.5/8.6/10.0), for the (fused) output of every INT8 Conv (implicit.py): calib.cache holds both
-sides of each INT8 layer, headed for ``--trt-version``.
+sides of each INT8 layer, headed for ``--trt-version``. The pass also covers the tensors of the
+onnxruntime-CPU layout (cpu_target.py), so ``--target cpu`` writes ``model.int8-cpu.onnx`` from the
+same cached statistics without a second pass over the images.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import onnx
 
 from ..bundle import (
     CALIB_JSON,
+    CPU_INT8,
+    CPU_INT8_FILE,
     INT8_FILE,
     TRT_CACHE_FILE,
     Bundle,
@@ -42,7 +46,7 @@ from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
 from ..runtimes.segmenter import segmenter
-from . import collect, implicit, qdq, sensitivity, typed
+from . import collect, cpu_target, implicit, qdq, sensitivity, typed
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -51,7 +55,11 @@ CHUNK = 8  # calibration images per collect_data call (bounds histogram memory)
 MAX_HOLDOUT = 8
 
 
-OUTPUTS = (INT8_FILE, TRT_CACHE_FILE, CALIB_JSON)
+TARGETS = ("tensorrt", "cpu")
+OUTPUTS = {"tensorrt": (INT8_FILE, TRT_CACHE_FILE), "cpu": (CPU_INT8_FILE,)}  # calib.json: shared
+# What the statistics pass covers (part of the ranges-cache key): 2 = TensorRT Conv inputs, implicit
+# INT8 Conv outputs and the CPU layout's tensors.
+STATS_VERSION = 2
 
 
 def bgm_inputs(bundle: Bundle, source: CalibSource, seg_bundle: str | Path | None) -> BgmInputs | None:
@@ -77,7 +85,12 @@ def _bgm_key(extras: BgmInputs | None, source: CalibSource, seg_bundle: str | Pa
             "seg": seg and seg.manifest["files"].get(seg.artifacts.get("fp32", ""), {}).get("sha256")}
 
 
-def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None) -> None:
+def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None, target: str) -> None:
+    if target not in TARGETS:
+        raise MattingDeployError(f"--target: unknown target '{target}' (choose {', '.join(TARGETS)})")
+    if max_drift is not None and target != "tensorrt":
+        raise MattingDeployError("--max-drift: only with --target tensorrt (the fallback search "
+                                 "measures the TensorRT recipe)")
     if num < 1:
         raise MattingDeployError(f"--num must be at least 1, got {num}")
     if seed < 0:
@@ -91,16 +104,18 @@ def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None
 def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
                     max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
                     force: bool = False, echo: Callable[[str], None] = print,
-                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION,
+                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION, target: str = "tensorrt",
                     seg_bundle: str | Path | None = None) -> dict:
     """The whole calibrate command; returns a summary dict (also written to calib.json).
 
+    ``target``: ``tensorrt`` writes model.int8.onnx + calib.cache, ``cpu`` model.int8-cpu.onnx
+    (reusing cached statistics when an identical run made them); calib.json describes both.
     ``trt_version``: the TensorRT that reads calib.cache (its header names that version).
     ``seg_bundle`` (BGM): an RVM or MODNet bundle making the person masks (else data/seg/).
     Holds the bundle's lock; the outputs are staged and committed with one manifest update.
     """
-    _check_args(num, seed, warmup_frames, max_drift)
-    target = target_for_version(trt_version)
+    _check_args(num, seed, warmup_frames, max_drift, target)
+    target_for_version(trt_version)  # a bad --trt-version is an error before the lock
     check_dir_writable(bundle_dir)
     with bundle_lock(bundle_dir, echo):
         return _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
@@ -108,13 +123,14 @@ def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100,
 
 
 def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
-               trt_version, target, seg_bundle) -> dict:
+               trt_version, goal, seg_bundle) -> dict:
+    target = target_for_version(trt_version)
     t0 = time.perf_counter()
     bundle = Bundle.open(bundle_dir, echo)
     fp32_path = bundle.verify("fp32")
     root = bundle.root
-    for name in OUTPUTS:
-        if bundle.has_file(name) and not force:
+    for name in (*OUTPUTS[goal], CALIB_JSON):
+        if bundle.has_file(name) and not force and name != CALIB_JSON:
             raise MattingDeployError(f"{root / name}: already exists (pass --force to overwrite)")
         if (root / name).exists() and not bundle.has_file(name):
             echo(f"note: {root / name}: not in manifest.json (left by an interrupted run); replacing it")
@@ -142,15 +158,16 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         excl = excluded_nodes(model, recipe)
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
         outputs = implicit.planned_outputs(model, tensors, excl, recipe.op_types)
+        cpu = cpu_target.cpu_tensors(prepared, excl)
         key = ranges_cache.cache_key(
-            collect="quantized+int8-outputs", histograms="pow2-order-free",  # bump when ranges move
+            collect="quantized+int8-outputs", histograms="pow2-order-free", stats=STATS_VERSION,
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
             holdout=len(held), **_bgm_key(extras, source, seg_bundle),
             recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
-        entry = ranges_cache.load(root, key, set(tensors) | set(outputs), echo)
-        staged = list(OUTPUTS)
+        entry = ranges_cache.load(root, key, tensors | outputs | cpu, echo)
+        staged = [*OUTPUTS[goal], CALIB_JSON]
         if entry is not None:
             echo(f"calibration: reusing cached ranges from an identical earlier run "
                  f"({ranges_cache.entry_name(key)})")
@@ -158,7 +175,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             cal_seconds, cached = entry.get("seconds"), True
         else:
             t = time.perf_counter()
-            echo(f"calibration: collecting {method} ranges of {len(tensors)} tensors on {len(chosen)} images"
+            echo(f"calibration: collecting {method} ranges of {len(tensors | outputs | cpu)} tensors on "
+                 f"{len(chosen)} images"
                  + (f", {frames} frames each" if frames > 1 else ""))
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
@@ -166,8 +184,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                                        extras=extras)
             pause_point("calibrate-collect")
             try:
-                ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs, recipe,
-                                                         feeder)
+                ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs | cpu,
+                                                         recipe, feeder)
             finally:
                 bar.close()
             for line in feeder.skipped:
@@ -182,6 +200,14 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                  f"{cal_seconds:.1f} s")
         used = entry.get("images", [])
         all_ranges = ranges
+        calib = {"method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
+                 "warmup_frames": frames, "cache_key": key}
+        if goal == "cpu":
+            _write_cpu(bundle, stage, prepared, all_ranges, excl, cpu, calib, cached, echo)
+            pause_point("calibrate-staged")
+            commit(root, stage, bundle.manifest, staged, [])
+            return {"bundle": str(root), "images": len(used), "tensors": len(cpu),
+                    "float_nodes": len(excl), "max_drift": None, "cache_hit": cached}
         ranges = {t: r for t, r in all_ranges.items() if t in tensors}  # what the Q/DQ model uses
 
         drift_report = None
@@ -236,6 +262,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                          "int8_convs": sorted(sides), "conv_sides": sides, "int8_mac_share": share},
             "max_drift": drift_report,
         }
+        if "cpu" in _previous(bundle):  # model.int8-cpu.onnx stays: it was made from its own ranges
+            summary["cpu"] = _previous(bundle)["cpu"]
         (stage / TRT_CACHE_FILE).write_text(cache_text)
         (stage / CALIB_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         bundle.add_file(INT8_FILE, artifact="int8", folder=stage, precision="int8", format="qdq",
@@ -243,20 +271,48 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         bundle.add_file(TRT_CACHE_FILE, folder=stage, kind="tensorrt-calibration-cache")
         bundle.add_file(CALIB_JSON, folder=stage, kind="calibration")
         stale = _drop_int8_engine(bundle)
+        previous_cpu = bundle.manifest.get("calibration", {}).get("cpu")
         bundle.manifest["calibration"] = {
-            "method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
-            "warmup_frames": frames, "cache_key": key, "float_nodes": len(excl),
+            **calib, "float_nodes": len(excl),
             "tensorrt": target.version_text, "int8_mac_share": round(share["share"], 4),
             "max_drift": None if drift_report is None else {
                 k: drift_report[k] for k in ("target", "drift_before", "drift_after", "nodes")},
             "seconds": round(time.perf_counter() - t0, 2),
+            **({"cpu": previous_cpu} if previous_cpu else {}),
         }
         pause_point("calibrate-staged")
         commit(root, stage, bundle.manifest, staged, stale)
     if stale:
         echo(f"removed {', '.join(stale)} (built from the previous calibration)")
     return {"bundle": str(root), "images": len(used), "tensors": len(scales),
-            "float_nodes": len(excl), "max_drift": drift_report}
+            "float_nodes": len(excl), "max_drift": drift_report, "cache_hit": cached}
+
+
+def _previous(bundle: Bundle) -> dict:
+    """The bundle's calib.json ({} when absent, changed since it was committed, or unreadable)."""
+    try:
+        return json.loads(bundle.file_path(CALIB_JSON).read_text()) if bundle.has_file(CALIB_JSON) else {}
+    except (MattingDeployError, OSError, ValueError):
+        return {}
+
+
+def _write_cpu(bundle: Bundle, stage: Path, prepared: Path, ranges: dict, excl: set[str], cpu: set[str],
+               calib: dict, cached: bool, echo: Callable[[str], None]) -> None:
+    """Stage model.int8-cpu.onnx and calib.json (its ``cpu`` section; the TensorRT part kept)."""
+    echo(f"calibration: writing {CPU_INT8_FILE} (onnxruntime CPU: Q/DQ on Conv inputs and outputs, "
+         f"uint8 activations, {len(excl)} nodes in float)")
+    cpu_target.write_cpu_int8(prepared, stage / CPU_INT8_FILE, ranges, excl, tensors=cpu)
+    section = {**calib, "file": CPU_INT8_FILE, "layout": "qdq-conv-in-out",
+               "op_types": list(cpu_target.DEFAULT_OP_TYPES), "activations": f"{cpu_target.ACTIVATION} asymmetric",
+               "weights": "int8 symmetric per-channel", "tensors": len(cpu), "float_nodes": sorted(excl),
+               "cache_hit": cached}
+    summary = {**_previous(bundle), "cpu": section}
+    (stage / CALIB_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    bundle.add_file(CPU_INT8_FILE, artifact=CPU_INT8, folder=stage, precision="int8", format="qdq",
+                    method=calib["method"], target="onnxruntime-cpu")
+    bundle.add_file(CALIB_JSON, folder=stage, kind="calibration")
+    bundle.manifest.setdefault("calibration", {})["cpu"] = {**calib, "float_nodes": len(excl),
+                                                            "tensors": len(cpu)}
 
 
 def _drop_int8_engine(bundle: Bundle) -> list[str]:

@@ -78,7 +78,10 @@ def guard_ranges(
     """Keep each calibrated range unless its quantization error on the tensor's own histogram is
     more than ``guard`` x the least achievable; then use the least-error range instead.
 
-    Returns the ranges and, per tensor, which rule set it ('method' or 'mse').
+    Returns the ranges and, per tensor, which rule set it ('method' or 'mse'). A least-error
+    range (-a, a) is narrowed to the extent the tensor took (histogram min/max, as KL ranges
+    already are): the symmetric scale max(|lo|, |hi|) / 127 stays a, and the CPU target's
+    asymmetric uint8 then spends no codes on values that never occur.
     """
     out, source = {}, {}
     for name, (lo, hi) in ranges.items():
@@ -89,7 +92,8 @@ def guard_ranges(
         amax, best = mse_amax(hist, edges)
         err = float(quant_error(hist, edges, max(abs(lo), abs(hi)))[0])
         if amax > 0 and err > guard * best:
-            out[name], source[name] = (-amax, amax), "mse"
+            lo, hi = max(-amax, float(histograms[name][2])), min(amax, float(histograms[name][3]))
+            out[name], source[name] = (lo, hi), "mse"
     return out, source
 
 

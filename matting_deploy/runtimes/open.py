@@ -1,7 +1,7 @@
 """``open_runner(bundle, artifact, backend)``: one entry point over every runner.
 
 Backends: ``cpu``, ``cuda``, ``ort-trt`` run the bundle's ONNX artifacts (``fp32``, ``fp16``,
-``int8``) in onnxruntime; ``tensorrt`` runs the native engine ``model.<precision>.engine`` that
+``int8``, ``int8-cpu``) in onnxruntime; ``tensorrt`` runs the native engine ``model.<precision>.engine`` that
 ``matting-deploy build`` made, chosen by the same precision name (``trt-fp16`` is accepted as an
 alias of ``fp16`` with ``tensorrt``).
 """
@@ -61,9 +61,10 @@ def open_runner(
             f"artifact '{artifact}' is a TensorRT engine: open it with backend 'tensorrt'"
         )
     if backend == "tensorrt":
+        precision = engine_precision(artifact)  # int8-cpu: not a TensorRT artifact
         from .tensorrt_runner import TrtRunner
 
-        runner = TrtRunner.from_bundle(bun, engine_precision(artifact))
+        runner = TrtRunner.from_bundle(bun, precision)
     elif backend in ORT_BACKENDS:
         from .onnxruntime_runner import OrtRunner
 
