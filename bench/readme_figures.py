@@ -30,7 +30,9 @@ from matting_deploy.data.pairs import load_dataset  # noqa: E402
 from matting_deploy.optional import versions  # noqa: E402
 
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
-NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8 (Q/DQ, TensorRT-compatible)"}
+NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8 (Q/DQ, TensorRT >= 10.1 artifact, FP16 outside Q/DQ)",
+         "int8 implicit-emulated": "INT8 implicit (TensorRT 8.5/8.6/10.0, emulated)",
+         "int8-cpu": "INT8-CPU (onnxruntime CPU integer kernels)"}
 
 
 def run(args: list[str], log: list[str]) -> int:
@@ -124,9 +126,10 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
     run(["export", "--model", "rvm", "--from-onnx", str(onnx), "--height", str(height), "--width", str(width),
          "--fp16", "--out", str(bundle), "--force"], ran)
     run(["calibrate", "--int8", "--bundle", str(bundle), "--data", str(data), "--force"], ran)
+    run(["calibrate", "--int8", "--target", "cpu", "--bundle", str(bundle), "--data", str(data), "--force"], ran)
     gate = run(["validate", "--bundle", str(bundle), "--data", str(data), "--report", str(report_dir),
                 "--force"], ran)
-    run(["bench", "--bundle", str(bundle), "--artifacts", "fp32,fp16,int8", "--iters", str(iters),
+    run(["bench", "--bundle", str(bundle), "--artifacts", "fp32,fp16,int8,int8-cpu", "--iters", str(iters),
          "--warmup", str(warmup), "--json", str(bench_json), "--force"], ran)
     manifest = json.loads((bundle / "manifest.json").read_text())
     calib = json.loads((bundle / "calib.json").read_text())
