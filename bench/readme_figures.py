@@ -159,7 +159,7 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
         + f"), input {height}x{width}, {protocol['frames_per_image']} frames per image. Commands run:",
         "",
         "```bash",
-        *ran,
+        *(_shown(line, onnx, data, work) for line in ran),
         "```",
         "",
         *accuracy_table(report),
