@@ -9,6 +9,8 @@ interleaved):
 
 Sizes are HEIGHTxWIDTH[@downsample_ratio]; the ratio applies to RVM only (MODNet has none and runs
 at the full size, rounded up to a multiple of 32 as its encoder needs: 1080x1920 -> 1088x1920).
+Background Matting (``--models bgm --sizes 512x512``) also ignores the ratio; its plate and mask
+are fed like ``src`` to runner and anchor.
 Bundles are exported once into ``--work`` with this project's PyTorch networks (random weights:
 speed only) and reused. Per row: the runner (``open_runner``, host numpy in and
 out), the anchor (same network in PyTorch: CUDA graph with pinned host I/O on a GPU, eager on CPU),
@@ -122,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             for h, w, ratio in sizes:
                 if model == "modnet":
                     h, w, ratio = -(-h // 32) * 32, -(-w // 32) * 32, 1.0
+                elif model == "bgm":
+                    ratio = 1.0
                 root = bundle_for(Path(args.work), model, h, w, ratio, "fp16" in artifacts)
                 size = f"{h}x{w}" + (f"@{ratio:g}" if ratio != 1 else "")
                 result = run_bench(root, artifacts, args.backend, args.iters, args.warmup,

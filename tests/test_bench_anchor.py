@@ -27,12 +27,13 @@ def _sweep_module():
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """The sweep on CPU at one small size, both models: its output and its bundle folder."""
+    """The sweep on CPU at one small size, all three models: its output and its bundle folder."""
     work = tmp_path_factory.mktemp("sweep")
     out = work / "rows.json"
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         rc = _sweep_module().main(["--backend", "cpu", "--sizes", "64x64@0.5", "--iters", "2",
+                                   "--models", "rvm,modnet,bgm",
                                    "--warmup", "1", "--threads", "1", "--work", str(work),
                                    "--json", str(out)])
     return rc, text.getvalue(), json.loads(out.read_text()), work
@@ -43,7 +44,8 @@ def test_sweep_runs_on_cpu_and_prints_the_table(sweep):
     assert rc == 0, text
     assert [(r["model"], r["size"], r["artifact"]) for r in rows] == [
         ("rvm", "64x64@0.5", "fp32"), ("rvm", "64x64@0.5", "fp16"),
-        ("modnet", "64x64", "fp32"), ("modnet", "64x64", "fp16")]
+        ("modnet", "64x64", "fp32"), ("modnet", "64x64", "fp16"),
+        ("bgm", "64x64", "fp32"), ("bgm", "64x64", "fp16")]
     for r in rows:
         assert r["p50_ms"] > 0 and r["anchor"]["p50_ms"] > 0
         assert r["vs_anchor"] == pytest.approx(r["p50_ms"] / r["anchor"]["p50_ms"])

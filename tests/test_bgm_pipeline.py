@@ -228,8 +228,26 @@ def test_bench_rows(bundle):
     result = run_bench(bundle, ["fp32", "fp16"], iters=2, warmup=0, log=lambda m: None)
     assert [r["artifact"] for r in result["rows"]] == ["fp32", "fp16"]
     assert all(r["p50_ms"] > 0 for r in result["rows"])
-    with pytest.raises(MattingDeployError, match="^--anchor torch: .*Background Matting"):
-        run_bench(bundle, ["fp32"], iters=2, warmup=0, log=lambda m: None, anchor="torch")
+    anchored = run_bench(bundle, ["fp32"], iters=2, warmup=0, log=lambda m: None, anchor="torch")
+    row = anchored["rows"][0]
+    assert row["anchor"]["p50_ms"] > 0 and "eager cpu" in row["anchor"]["label"]
+
+
+def test_anchor_runs_the_network_on_all_three_inputs(bundle):
+    """The PyTorch anchor gets src, bgr and seg like the runner (export's seeded weights: the
+    anchor's network is the bundle's, so their outputs agree), and needs every one of them."""
+    from matting_deploy.benchmark.anchor import make_anchor
+
+    b = Bundle.open(bundle)
+    frame = parity_frames("bgm", HW, HW, 1)[0]
+    anchor = make_anchor("torch", b, "fp32", "cpu", frame["src"],
+                         extra={"bgr": frame["bgr"], "seg": frame["seg"]})
+    pha, fgr = anchor.host_call()
+    ref = OrtRunner.from_bundle(b).run(**frame)
+    assert np.abs(pha - ref["pha"]).max() < 1e-4 and np.abs(fgr - ref["fgr"]).max() < 1e-4
+    assert ref["pha"].std() > 0.01  # a non-trivial matte: the comparison has teeth
+    with pytest.raises(MattingDeployError, match="^--anchor torch: .*needs input\\(s\\) seg beside src"):
+        make_anchor("torch", b, "fp32", "cpu", frame["src"], extra={"bgr": frame["bgr"]})
 
 
 DRIVER = r"""

@@ -120,3 +120,32 @@ def test_bench_with_torch_cuda_graph_anchor(bundle, tmp_path):
     for row in rows:
         assert "CUDA graph" in row["anchor"]["label"] and row["vs_anchor"] > 0
         assert row["device_vs_anchor"] > 0 and row["capture_note"].startswith("I/O binding on cuda")
+
+
+def test_bgm_cuda_anchor_takes_plate_and_mask(bundle, tmp_path):
+    """Background Matting on CUDA: the runner (three bound inputs) beside its CUDA-graph anchor
+    (three pinned inputs), outputs of both equal within FP32 tolerance."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("this torch has no CUDA")
+    from matting_deploy.benchmark.anchor import make_anchor
+    from matting_deploy.export.parity import parity_frames
+
+    out = tmp_path / "bgm"
+    res = CliRunner().invoke(main, ["export", "--model", "bgm", "--height", "64", "--width", "64",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    b = Bundle.open(out)
+    frame = parity_frames("bgm", 64, 64, 1)[0]
+    anchor = make_anchor("torch", b, "fp32", "cuda", frame["src"],
+                         extra={"bgr": frame["bgr"], "seg": frame["seg"]})
+    try:
+        pha, fgr = anchor.host_call()
+    finally:
+        anchor.close()
+    ref = OrtRunner.from_bundle(b, "fp32", "cuda").run(**frame)
+    np.testing.assert_allclose(pha, ref["pha"], atol=2e-3)
+    np.testing.assert_allclose(fgr, ref["fgr"], atol=2e-3)
+    res = CliRunner().invoke(main, ["bench", "--bundle", str(out), "--backend", "cuda",
+                                    "--iters", "5", "--warmup", "2", "--anchor", "torch"])
+    assert res.exit_code == 0 and "x anchor" in res.output, res.output

@@ -127,7 +127,7 @@ def run_bench(
         "paired with a bare engine call")
     for name in names:
         log(f"{name} ({backend}): running...")
-        ref = make_anchor(anchor, bun, name, backend, src, threads)
+        ref = make_anchor(anchor, bun, name, backend, src, threads, extra)
         try:
             with open_runner(bun, name, backend, threads=threads) as runner:
                 row = {"artifact": name, "backend": backend,
