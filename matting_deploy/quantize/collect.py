@@ -7,6 +7,9 @@ KL search of :mod:`.ranges`.
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +84,23 @@ class _FastCollector(HistogramCollector):
 
     def get_entropy_threshold(self, histogram, num_quantized_bins):
         return kl_threshold(histogram, num_quantized_bins)
+
+    def compute_entropy(self):
+        """KL thresholds of every tensor (onnxruntime's result layout), the tensors spread over
+        the CPU cores: the search is a fixed cost per tensor (about 0.1 s, 141 tensors on RVM)."""
+        items = list(self.histogram_dict.items())
+        job = partial(_threshold, num_quantized_bins=self.num_quantized_bins)
+        workers = min(len(items), os.cpu_count() or 1, 8)
+        if workers > 1 and "fork" in mp.get_all_start_methods():
+            with mp.get_context("fork").Pool(workers) as pool:  # exact: the same code per tensor
+                found = pool.map(job, [h for _, h in items], chunksize=1)
+        else:
+            found = [job(h) for _, h in items]
+        return {t: (*th, *h[:2]) for (t, h), th in zip(items, found, strict=True)}
+
+
+def _threshold(histogram, num_quantized_bins: int) -> tuple:
+    return kl_threshold(histogram, num_quantized_bins)
 
 
 class _Only:

@@ -9,8 +9,8 @@ network. Rules:
 - ``gate``: squeeze-excite / attention gating Muls (x * sigmoid-like(pooled x)) and the small
   1x1 Convs on globally pooled tensors that compute the gate;
 - ``early``: encoder Convs (ancestors of the lowest-resolution tensor, not fed by recurrent
-  state) whose output is at 1/8 of the input size or larger: the stem and the high-resolution
-  backbone stages, where INT8 noise is amplified most;
+  state) that read a tensor at 1/8 of the input size or larger: the stem, the high-resolution
+  backbone stages and the stride-2 Conv that leaves them, where INT8 noise is amplified most;
 - ``refiner``: RVM's deep guided filter (everything computed from the projection's output);
 - ``projection``: the Conv whose output is split into the alpha/foreground channels.
 """
@@ -158,7 +158,7 @@ def _early(g: Graph, fraction: int = 8) -> set[str]:
     for n in g.nodes:
         if n.op_type != "Conv" or n.name in stateful or n.name not in encoder:
             continue
-        hw = _spatial(g, n.output[0])
+        hw = _spatial(g, n.input[0])  # the input: a stride-2 Conv reads the larger tensor
         if hw and hw[0] * fraction >= full[0] and hw[1] * fraction >= full[1]:
             out.add(n.name)
     return out

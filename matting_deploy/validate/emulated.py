@@ -33,13 +33,14 @@ def _inputs(bundle: Bundle):
     return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_convs(bundle.root)
 
 
-def open_emulated(bundle: Bundle) -> OrtRunner:
-    """An onnxruntime CPU runner on the emulation model (built in memory, loaded from a temp file)."""
+def open_emulated(bundle: Bundle, threads: int = 0) -> OrtRunner:
+    """An onnxruntime CPU runner on the emulation model (built in memory, loaded from a temp file);
+    ``threads``: onnxruntime's intra-op threads (0: its default)."""
     model = implicit_emulation(*_inputs(bundle))
     with tempfile.TemporaryDirectory(prefix="md-emu-") as tmp:
         path = Path(tmp) / "implicit-emulated.onnx"
         onnx.save(model, str(path))
-        return OrtRunner(path, bundle.states, bundle.downsample_ratio)
+        return OrtRunner(path, bundle.states, bundle.downsample_ratio, threads=threads)
 
 
 def mac_shares(bundle: Bundle, jobs: list[Job]) -> dict[str, dict]:

@@ -28,6 +28,7 @@ from .emulated import EMULATED, open_emulated
 from .jobs import Job
 from .metrics import METRICS, all_metrics, dtssd_term
 from .overlap import scored_in_background
+from .parallel import RunnerPool, cpu_cores, in_parallel, split
 
 
 def still_outputs(runner: Any, src: np.ndarray, frames: int, run: Callable[[np.ndarray], Any] | None = None):
@@ -136,11 +137,12 @@ class Scorer:
     def score_image(self, runner: Any, pair: Pair, path: Path) -> Scored:
         return self._score(pair, *self.alpha(runner, pair, path))[0]
 
-    def score_clip(self, runner: Any, clip: Clip, path: Path, tick=None) -> ClipScore:
+    def score_clip(self, runner: Any, clip: Clip, path: Path, tick=None,
+                   overlap: bool = True) -> ClipScore:
         """Frame by frame from zero state, state carried; per-frame metrics plus dtSSD.
 
-        Frame k is scored on a worker thread while frame k+1 runs (one worker: frames are scored
-        in order, so dtSSD can keep the previous frame)."""
+        With ``overlap``, frame k is scored on a worker thread while frame k+1 runs (one worker:
+        frames are scored in order, so dtSSD can keep the previous frame)."""
         runner.reset()
         prev = None
 
@@ -158,7 +160,7 @@ class Scorer:
                 yield pair, self._run(runner, src, path, extra), geo
 
         frames = []
-        with closing(scored_in_background(inferred(), score)) as scored:
+        with closing(scored_in_background(inferred(), score, workers=int(overlap))) as scored:
             for s in scored:
                 frames.append(s)
                 if tick:
@@ -167,17 +169,38 @@ class Scorer:
 
 
 def run_job(
-    bundle: Bundle, job: Job, data: DataSet, scorer: Scorer, progress: bool = True
+    bundle: Bundle, job: Job, data: DataSet, scorer: Scorer, progress: bool = True,
+    cores: int | None = None,
 ) -> ArtifactRun:
-    """Score ``job`` on every still image and clip of ``data``, with a progress bar on stderr."""
+    """Score ``job`` on every still image and clip of ``data``, with a progress bar on stderr.
+
+    CPU jobs run several one-runner-per-thread workers side by side (:mod:`.parallel`; ``cores``:
+    the cores to use, default all); other backends run one runner, scoring image k on a worker
+    thread while image k+1 runs."""
     from ..progress import bar as progress_bar
 
     start = time.perf_counter()
-    if job.artifact == EMULATED:
-        runner = open_emulated(bundle)
-    else:
-        runner = open_runner(bundle, job.artifact, job.backend)
+    workers, threads = split(cpu_cores() if cores is None else cores)
     bar = progress_bar(len(data.images) + data.n_frames, job.label, enabled=progress)
+    try:
+        if job.backend == "cpu" and workers > 1 and scorer.extras is None:
+            images, clips = _run_parallel(bundle, job, data, scorer, workers, threads, bar.update)
+        else:
+            images, clips = _run_overlapped(bundle, job, data, scorer, bar.update)
+    finally:
+        bar.close()
+    return ArtifactRun(job, images, clips, time.perf_counter() - start)
+
+
+def _open(bundle: Bundle, job: Job, threads: int = 0) -> Any:
+    if job.artifact == EMULATED:
+        return open_emulated(bundle, threads)
+    return open_runner(bundle, job.artifact, job.backend, threads=threads)
+
+
+def _run_overlapped(bundle: Bundle, job: Job, data: DataSet, scorer: Scorer,
+                    tick: Callable[[], Any]) -> tuple[list[Scored], list[ClipScore]]:
+    runner = _open(bundle, job)
     try:
         images = []
         # image k is scored on a worker thread while image k+1 runs (the runner stays in this thread)
@@ -185,9 +208,30 @@ def run_job(
         with closing(scored_in_background(inferred, lambda item: scorer._score(*item)[0])) as scored:
             for s in scored:
                 images.append(s)
-                bar.update()
-        clips = [scorer.score_clip(runner, c, job.path, bar.update) for c in data.clips]
+                tick()
+        clips = [scorer.score_clip(runner, c, job.path, tick) for c in data.clips]
     finally:
-        bar.close()
         runner.close()
-    return ArtifactRun(job, images, clips, time.perf_counter() - start)
+    return images, clips
+
+
+def _run_parallel(bundle: Bundle, job: Job, data: DataSet, scorer: Scorer, workers: int,
+                  threads: int, tick: Callable[[], Any]) -> tuple[list[Scored], list[ClipScore]]:
+    """Clips (the longest tasks) first, then the images, on ``workers`` threads."""
+    runners = RunnerPool(lambda n: _open(bundle, job, n), threads)
+
+    def work(task: tuple[str, Any]) -> Any:
+        kind, item = task
+        if kind == "clip":
+            return scorer.score_clip(runners.get(), item, job.path, tick, overlap=False)
+        scored = scorer.score_image(runners.get(), item, job.path)
+        tick()
+        return scored
+
+    tasks = [("clip", c) for c in data.clips] + [("image", p) for p in data.images]
+    try:
+        with closing(in_parallel(tasks, work, workers, ahead=len(tasks) + 1)) as done:
+            results = list(done)
+    finally:
+        runners.close()
+    return results[len(data.clips):], results[:len(data.clips)]
