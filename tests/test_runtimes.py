@@ -302,7 +302,8 @@ def test_bench_cli_table_and_json(rvm, tmp_path):
     assert res.exit_code == 0, res.output
     assert "p50 ms" in res.output and "overhead" in res.output
     assert "INT8: " in res.output and "than FP32 (p50)" in res.output
-    assert "timing fp32, int8 on cpu" in res.output and "int8 (cpu): running..." in res.output
+    assert "timing fp32, int8 on cpu" in res.output and "artifacts interleaved" in res.output
+    assert "int8 (cpu): p50 " in res.output
     data = json.loads(out.read_text())
     assert [r["artifact"] for r in data["rows"]] == ["fp32", "int8"]
     for row in data["rows"]:
@@ -313,6 +314,36 @@ def test_bench_cli_table_and_json(rvm, tmp_path):
     assert again.exit_code == 2 and "already exists" in again.output
     bad = cli("bench", "--bundle", rvm, "--artifacts", "fp16", "--iters", 2)
     assert bad.exit_code == 2 and "no 'fp16' artifact" in bad.output
+
+
+def test_bench_interleaves_the_artifacts_call_by_call():
+    """Each iteration calls every artifact in turn: ratios between artifacts share the noise."""
+    from matting_deploy.benchmark.pipeline import measure_together
+
+    order = []
+
+    class Fake:
+        capture_note = None
+
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, src):
+            order.append(self.name)
+
+        def bare_call(self, src):
+            return lambda: order.append(self.name + "-bare")
+
+        def device_call(self, src):
+            return None
+
+        def cached_engine(self, src):
+            return None
+
+    rows = measure_together([(Fake("a"), None), (Fake("b"), None)], np.zeros(1), iters=3, warmup=1)
+    # warm-up round, then per iteration: an untimed re-warming call, the timed run and bare call
+    assert order == ["a", "a-bare", "b", "b-bare"] + ["a", "a", "a-bare", "b", "b", "b-bare"] * 3
+    assert len(rows) == 2 and all(r["p50_ms"] >= 0 and "overhead_pct" in r for r in rows)
 
 
 def test_speed_line_says_faster_or_slower_with_a_ratio_above_one():

@@ -6,6 +6,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -50,28 +51,55 @@ def stats(ms: np.ndarray) -> dict[str, float]:
             "fps": 1000.0 / mean if mean > 0 else float("inf")}
 
 
-def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int,
-            anchor: Anchor | None = None, inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Time ``runner.run(src, **inputs)`` (``inputs``: the extra inputs, BGM's plate and mask), its
-    bare call, its device-only call and the anchor's calls, interleaved one after the other (noise
-    hits all alike); milliseconds."""
-    inputs = inputs or {}
-    cost = runner_cost_us(runner, src, extra=inputs)
+def _calls(runner: Runner, src: np.ndarray, inputs: dict[str, np.ndarray],
+           anchor: Anchor | None) -> dict[str, Callable[[], Any]]:
+    """The calls timed for one artifact: the runner, its bare and device-only calls, the anchor."""
     calls: dict[str, Callable[[], Any]] = {"run": lambda: runner.run(src, **inputs)}
     extra = {"bare": runner.bare_call(src, **inputs), "device": runner.device_call(src, **inputs)}
     if anchor is not None:
         extra.update(anchor=anchor.host_call, anchor_device=anchor.device_call)
     calls.update((k, f) for k, f in extra.items() if f is not None)
+    return calls
+
+
+def measure_together(cases: list[tuple[Runner, Anchor | None]], src: np.ndarray, iters: int,
+                     warmup: int, inputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Time each (runner, anchor) case: ``runner.run(src, **inputs)`` (``inputs``: the extra
+    inputs, BGM's plate and mask), its bare call, its device-only call and the anchor's calls,
+    every call of every case one after the other in each iteration, so noise hits all alike and
+    the ratios between artifacts come from one run; one row per case, milliseconds. With several
+    cases each one's turn starts with an untimed call: the first call after another model runs
+    with cold caches (+35% on RVM 480x288 on CPU), which a model running alone never pays."""
+    inputs = inputs or {}
+    costs = [runner_cost_us(runner, src, extra=inputs) for runner, _ in cases]
+    call_sets = [_calls(runner, src, inputs, anchor) for runner, anchor in cases]
     for _ in range(warmup):
-        for call in calls.values():
-            call()
-    times: dict[str, list[float]] = {k: [] for k in calls}
+        for calls in call_sets:
+            for call in calls.values():
+                call()
+    times: list[dict[str, list[float]]] = [{k: [] for k in calls} for calls in call_sets]
     clock = time.perf_counter_ns
+    rewarm = len(call_sets) > 1
     for _ in range(iters):
-        for name, call in calls.items():
-            t0 = clock()
-            call()
-            times[name].append((clock() - t0) / 1e6)
+        for calls, spent in zip(call_sets, times, strict=True):
+            if rewarm:
+                calls["run"]()
+            for name, call in calls.items():
+                t0 = clock()
+                call()
+                spent[name].append((clock() - t0) / 1e6)
+    return [_row(runner, anchor, spent, cost)
+            for (runner, anchor), spent, cost in zip(cases, times, costs, strict=True)]
+
+
+def measure(runner: Runner, src: np.ndarray, iters: int, warmup: int,
+            anchor: Anchor | None = None, inputs: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """:func:`measure_together` for one runner."""
+    return measure_together([(runner, anchor)], src, iters, warmup, inputs)[0]
+
+
+def _row(runner: Runner, anchor: Anchor | None, times: dict[str, list[float]],
+         cost: float | None) -> dict[str, Any]:
     row: dict[str, Any] = stats(np.array(times.pop("run")))
     row.update({name: stats(np.array(ms)) for name, ms in times.items()})
     if "bare" in row:
@@ -122,21 +150,19 @@ def run_bench(
     # depend on the values.
     extra = {name: rng.random((spec.n or 1, 1 if name == "seg" else 3, h, w), dtype=np.float32)
              for name in extra_inputs(bun.model)}
-    rows = []
-    log(f"timing {', '.join(names)} on {backend}: {warmup} warm-up + {iters} timed calls each, every call "
-        "paired with a bare engine call")
-    for name in names:
-        log(f"{name} ({backend}): running...")
-        ref = make_anchor(anchor, bun, name, backend, src, threads, extra)
-        try:
-            with open_runner(bun, name, backend, threads=threads) as runner:
-                row = {"artifact": name, "backend": backend,
-                       **measure(runner, src, iters, warmup, ref, extra)}
-        finally:
+    log(f"timing {', '.join(names)} on {backend}: {warmup} warm-up + {iters} timed calls each, the "
+        "artifacts interleaved call by call, every call paired with a bare engine call")
+    with ExitStack() as stack:
+        cases = []
+        for name in names:
+            ref = make_anchor(anchor, bun, name, backend, src, threads, extra)
             if ref is not None:
-                ref.close()
-        rows.append(row)
-        log(f"{name} ({backend}): p50 {row['p50_ms']:.2f} ms"
+                stack.callback(ref.close)
+            cases.append((stack.enter_context(open_runner(bun, name, backend, threads=threads)), ref))
+        measured = measure_together(cases, src, iters, warmup, extra)
+    rows = [{"artifact": name, "backend": backend, **row} for name, row in zip(names, measured, strict=True)]
+    for row, (_, ref) in zip(rows, cases, strict=True):
+        log(f"{row['artifact']} ({backend}): p50 {row['p50_ms']:.2f} ms"
             + (f", {row['vs_anchor']:.2f}x the anchor" if ref is not None else ""))
     fp32 = next((r for r in rows if r["artifact"] == "fp32"), None)
     speedups = {r["artifact"]: fp32["p50_ms"] / r["p50_ms"] for r in rows
