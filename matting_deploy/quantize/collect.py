@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from functools import partial
 from pathlib import Path
 
@@ -92,11 +93,19 @@ class _FastCollector(HistogramCollector):
         job = partial(_threshold, num_quantized_bins=self.num_quantized_bins)
         workers = min(len(items), os.cpu_count() or 1, 8)
         if workers > 1 and "fork" in mp.get_all_start_methods():
-            with mp.get_context("fork").Pool(workers) as pool:  # exact: the same code per tensor
+            with mp.get_context("fork").Pool(workers, _worker_signals) as pool:  # same code per tensor
                 found = pool.map(job, [h for _, h in items], chunksize=1)
         else:
             found = [job(h) for _, h in items]
         return {t: (*th, *h[:2]) for (t, h), th in zip(items, found, strict=True)}
+
+
+def _worker_signals() -> None:
+    """Pool workers leave signals to the parent: Ctrl-C (sent to the whole process group) is
+    ignored, and the SIGTERM the pool ends them with just ends them (the forked parent's handler
+    would print a traceback from each)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _threshold(histogram, num_quantized_bins: int) -> tuple:
