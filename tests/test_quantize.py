@@ -205,3 +205,28 @@ def test_golden_calibrated_ranges(tmp_path, seed):
     tensors = json.loads((bundle_dir / "calib.json").read_text())["tensors"]
     got = {k: max(abs(v["min"]), abs(v["max"])) for k, v in tensors.items()}
     assert got == pytest.approx(GOLDEN_RANGES, rel=1e-6, abs=0)
+
+
+def test_early_float_set_is_relative_to_the_encoders_working_size(tmp_path):
+    """``early``: encoder Convs reading a tensor >= 1/8 of the size the encoder works at, the
+    stride-2 Conv leaving that size included; a downsampled frame (RVM's downsample ratio: a
+    Resize before the encoder) gives the same set as the full frame."""
+    from onnx import helper
+
+    from matting_deploy.check.graph import Graph
+    from matting_deploy.quantize.recipe import _early
+    from tests.fixtures.graphs import conv_model
+
+    conv_model(tmp_path / "full.onnx", height=64, width=64)
+    full = onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / "full.onnx")))
+    assert _early(Graph(full)) == {"c1", "c2", "c3", "c4"}  # c4: 8x8 -> 4x4; c5 reads 4x4
+
+    conv_model(tmp_path / "big.onnx", height=256, width=256)  # the same encoder behind a 1/4 Resize
+    big = onnx.load(str(tmp_path / "big.onnx"))
+    g = big.graph
+    g.initializer.append(numpy_helper.from_array(np.array([1, 1, 0.25, 0.25], np.float32), "quarter"))
+    g.node.insert(0, helper.make_node("Resize", ["src", "", "quarter"], ["small"], name="down", mode="linear"))
+    next(n for n in g.node if n.name == "c1").input[0] = "small"
+    up = next(i for i in g.initializer if i.name == "up16")
+    up.CopyFrom(numpy_helper.from_array(np.array([1, 1, 64, 64], np.float32), "up16"))
+    assert _early(Graph(onnx.shape_inference.infer_shapes(big))) == {"c1", "c2", "c3", "c4"}

@@ -9,8 +9,9 @@ network. Rules:
 - ``gate``: squeeze-excite / attention gating Muls (x * sigmoid-like(pooled x)) and the small
   1x1 Convs on globally pooled tensors that compute the gate;
 - ``early``: encoder Convs (ancestors of the lowest-resolution tensor, not fed by recurrent
-  state) that read a tensor at 1/8 of the input size or larger: the stem, the high-resolution
-  backbone stages and the stride-2 Conv that leaves them, where INT8 noise is amplified most;
+  state) that read a tensor at 1/8 of the encoder's working size (its largest input, e.g. RVM's
+  downsampled frame) or larger: the stem, the high-resolution backbone stages and the stride-2 Conv
+  that leaves them, where INT8 noise is amplified most;
 - ``refiner``: RVM's deep guided filter (everything computed from the projection's output);
 - ``projection``: the Conv whose output is split into the alpha/foreground channels.
 """
@@ -144,24 +145,22 @@ def _spatial(g: Graph, tensor: str) -> tuple[int, int] | None:
 
 
 def _early(g: Graph, fraction: int = 8) -> set[str]:
+    """Sizes are relative to the largest tensor an encoder Conv reads: the resolution the network
+    works at (RVM with a downsample ratio runs its encoder on the downsampled frame, not ``src``)."""
     src = "src" if "src" in g.inputs else g.inputs[0]
-    full = _spatial(g, src)
-    if full is None:
-        return set()
     sizes = {t: hw for t in g.value_info if (hw := _spatial(g, t)) and hw[0] * hw[1] > 1}
     if not sizes:
         return set()
     smallest = min(h * w for h, w in sizes.values())
     encoder = g.ancestors([t for t, (h, w) in sizes.items() if h * w == smallest])
     stateful = g.descendants([i for i in g.inputs if i != src])
-    out = set()
-    for n in g.nodes:
-        if n.op_type != "Conv" or n.name in stateful or n.name not in encoder:
-            continue
-        hw = _spatial(g, n.input[0])  # the input: a stride-2 Conv reads the larger tensor
-        if hw and hw[0] * fraction >= full[0] and hw[1] * fraction >= full[1]:
-            out.add(n.name)
-    return out
+    convs = {n.name: hw for n in g.nodes if n.op_type == "Conv" and n.name in encoder
+             and n.name not in stateful and (hw := _spatial(g, n.input[0]))}
+    if not convs:
+        return set()
+    full = max(convs.values(), key=lambda hw: hw[0] * hw[1])
+    # the input: a stride-2 Conv reads the larger tensor
+    return {name for name, (h, w) in convs.items() if h * fraction >= full[0] and w * fraction >= full[1]}
 
 
 _RULE_FUNCS = {
