@@ -16,7 +16,12 @@ Targets: MSE <= 1.05x FP32 (still images, and clip frames when the set has clips
 run again with another onnxruntime first on PYTHONPATH for the version spread. Seeds whose
 calib.cache equals an earlier seed's are not scored twice (the row says so).
 
-    python bench/int8_fidelity.py --bundle B --data ../shared/data/composite-dev [--seeds 0 1 2]
+``--peers`` adds two other quantizers run the same way (the same images through the same feeder:
+FP32 warm-up frames, recurrent state included; scored the same way): onnxruntime's
+``quantize_static`` with its defaults, and NVIDIA ModelOpt's ONNX PTQ (``modelopt.onnx.quantization
+.quantize``, INT8 defaults, calibration on CPU) when ``modelopt`` is importable (else the row says so).
+
+    python bench/int8_fidelity.py --bundle B --data ../shared/data/composite-dev [--seeds 0 1 2] [--peers]
 """
 
 from __future__ import annotations
@@ -61,6 +66,78 @@ def score(bundle: Bundle, job: Job, data, scorer: Scorer):
     return means["mse"], means["miou"], [s.pha for s in run.images], clips and clips["mse"]
 
 
+def score_file(bundle: Bundle, path: Path, data, scorer: Scorer):
+    """:func:`score` for a model file outside the bundle (a peer's), on two CPU workers."""
+    from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+    from matting_deploy.validate.parallel import RunnerPool, in_parallel
+
+    pool = RunnerPool(lambda n: OrtRunner(path, bundle.states, bundle.downsample_ratio, threads=n), 1)
+    try:
+        images = list(in_parallel(data.images, lambda p: scorer.score_image(pool.get(), p, path), 2,
+                                  ahead=len(data.images) + 1))
+        clips = [scorer.score_clip(pool.get(), c, path, overlap=False) for c in data.clips]
+    finally:
+        pool.close()
+    frames = [f.metrics["mse"] for c in clips for f in c.frames]
+    return (float(np.mean([s.metrics["mse"] for s in images])),
+            float(np.mean([s.metrics["miou"] for s in images])), [s.pha for s in images],
+            float(np.mean(frames)) if frames else None)
+
+
+def _feeder(bundle: Bundle, data_dir: Path):
+    """Every image of ``data_dir`` as calibrate feeds it (FP32 warm-up frames, states included)."""
+    from matting_deploy.calib.feeder import CalibrationFeeder
+    from matting_deploy.data.sources import find_source, readable_only
+    from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+
+    source = readable_only(find_source(data_dir))
+    runner = OrtRunner(bundle.verify("fp32"), bundle.states, bundle.downsample_ratio)
+    return CalibrationFeeder(runner, source, source.items, bundle.model, bundle.input_hw)
+
+
+def _quantize_static(fp32: Path, out: Path, feeder) -> None:
+    from onnxruntime.quantization import quantize_static
+
+    quantize_static(str(fp32), str(out), feeder)
+
+
+def _modelopt(fp32: Path, out: Path, feeder) -> None:
+    from modelopt.onnx.quantization import quantize
+
+    quantize(str(fp32), quantize_mode="int8", calibration_data_reader=feeder, calibration_eps=["cpu"],
+             output_path=str(out))
+
+
+PEERS = {"onnxruntime quantize_static (defaults)": _quantize_static,
+         "ModelOpt ONNX PTQ int8 (defaults)": _modelopt}
+
+
+def peer_row(name: str, make, bundle: Bundle, data_dir: Path, work: Path, data, scorer: Scorer,
+             ref) -> dict:
+    """Quantize the bundle's FP32 model with a peer tool and score it like the int8 rows."""
+    from matting_deploy.quantize.qdq import prepare_fp32
+
+    ref_mse, ref_miou, ref_pha, ref_clip = ref
+    fp32 = prepare_fp32(bundle.verify("fp32"), work / "peer-fp32.onnx")
+    out = work / "peer.onnx"
+    t = time.perf_counter()
+    try:
+        make(fp32, out, _feeder(bundle, data_dir))
+    except ImportError as e:
+        return dict(artifact=name, seed="-", mse=float("nan"), ratio=float("nan"), drop=float("nan"),
+                    d32=float("nan"), share="-", note=f"not run: {e}")
+    secs = time.perf_counter() - t
+    m, i, pha, clip = score_file(bundle, out, data, scorer)
+    d = float(np.mean([np.abs(a - r).mean() for a, r in zip(pha, ref_pha, strict=True)]))
+    import onnx
+
+    from matting_deploy.check import int8_mac_share
+
+    share = int8_mac_share(onnx.load(str(out)))["share"]
+    return dict(artifact=name, seed="-", mse=m, ratio=m / ref_mse, drop=ref_miou - i, d32=d,
+                share=share, note=f"quantized in {secs:.0f} s", clip=clip and clip / ref_clip)
+
+
 def main(argv=None) -> int:
     import onnxruntime as ort
 
@@ -71,6 +148,7 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N images only")
     ap.add_argument("--frames", type=int, default=4)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    ap.add_argument("--peers", action="store_true", help="also quantize_static and ModelOpt defaults")
     args = ap.parse_args(argv)
     bundle = Bundle.open(args.bundle)
     data = load_dataset(args.data, args.limit)
@@ -97,6 +175,11 @@ def main(argv=None) -> int:
                 rows.append(dict(artifact=job.label, seed=seed, mse=m, ratio=m / ref_mse, drop=ref_miou - i,
                                  d32=d, share=shares[job.label]["share"], note=f"calibrated in {secs:.0f} s",
                                  clip=clip and clip / ref_clip))
+                print(rows[-1], flush=True)
+        if args.peers:
+            for name, make in PEERS.items():
+                rows.append(peer_row(name, make, bundle, args.data, Path(work), data, scorer,
+                                     (ref_mse, ref_miou, ref, ref_clip)))
                 print(rows[-1], flush=True)
     print(f"\nonnxruntime {ort.__version__}; targets: MSE <= {MAX_RATIO}x FP32, mIoU drop <= "
           f"{MAX_DROP}, INT8 MAC share >= {MIN_SHARE:.0%}\n")

@@ -230,3 +230,30 @@ def test_early_float_set_is_relative_to_the_encoders_working_size(tmp_path):
     up = next(i for i in g.initializer if i.name == "up16")
     up.CopyFrom(numpy_helper.from_array(np.array([1, 1, 64, 64], np.float32), "up16"))
     assert _early(Graph(onnx.shape_inference.infer_shapes(big))) == {"c1", "c2", "c3", "c4"}
+
+
+def test_int8_fidelity_bench_runs_with_its_peers(tmp_path, capsys):
+    """bench/int8_fidelity.py end to end on a tiny RVM-shaped bundle: our rows for one seed, and
+    the peers (quantize_static scored like ours; ModelOpt scored or said to be missing)."""
+    import importlib.util
+    from pathlib import Path
+
+    from tests.fixtures import make_ppm_data
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "int8_fidelity.py"
+    spec = importlib.util.spec_from_file_location("int8_fidelity", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bundle_dir = make_bundle(tmp_path / "bundle", kind="rvm")
+    data = make_ppm_data(tmp_path / "data", n=4, size=(QW, QH))
+    out = tmp_path / "rows.json"
+    assert bench.main(["--bundle", str(bundle_dir), "--data", str(data), "--seeds", "0", "--peers",
+                       "--json", str(out)]) == 0
+    rows = {r["artifact"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {"fp32 (cpu)", "int8 (cpu)", "int8 implicit-emulated (cpu)"} <= set(rows)
+    peer = rows["onnxruntime quantize_static (defaults)"]
+    assert peer["mse"] > 0 and peer["ratio"] == pytest.approx(peer["mse"] / rows["fp32 (cpu)"]["mse"])
+    assert 0 < peer["share"] <= 1
+    modelopt = rows["ModelOpt ONNX PTQ int8 (defaults)"]
+    assert modelopt["note"].startswith(("not run: ", "quantized in "))
+    assert "| onnxruntime quantize_static (defaults) | - |" in capsys.readouterr().out
