@@ -67,21 +67,17 @@ def score(bundle: Bundle, job: Job, data, scorer: Scorer):
 
 
 def score_file(bundle: Bundle, path: Path, data, scorer: Scorer):
-    """:func:`score` for a model file outside the bundle (a peer's), on two CPU workers."""
+    """:func:`score` for a model file outside the bundle (a peer's), on validate's CPU workers."""
     from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
-    from matting_deploy.validate.parallel import RunnerPool, in_parallel
+    from matting_deploy.validate.parallel import cpu_cores, split
+    from matting_deploy.validate.scoring import ArtifactRun, score_parallel
 
-    pool = RunnerPool(lambda n: OrtRunner(path, bundle.states, bundle.downsample_ratio, threads=n), 1)
-    try:
-        images = list(in_parallel(data.images, lambda p: scorer.score_image(pool.get(), p, path), 2,
-                                  ahead=len(data.images) + 1))
-        clips = [scorer.score_clip(pool.get(), c, path, overlap=False) for c in data.clips]
-    finally:
-        pool.close()
-    frames = [f.metrics["mse"] for c in clips for f in c.frames]
-    return (float(np.mean([s.metrics["mse"] for s in images])),
-            float(np.mean([s.metrics["miou"] for s in images])), [s.pha for s in images],
-            float(np.mean(frames)) if frames else None)
+    images, clips = score_parallel(
+        lambda n: OrtRunner(path, bundle.states, bundle.downsample_ratio, threads=n), path, data,
+        scorer, *split(cpu_cores()))
+    run = ArtifactRun(Job("peer", "cpu", path), images, clips, 0.0)
+    means, clip_means = run.image_means(), run.clip_means()
+    return means["mse"], means["miou"], [s.pha for s in images], clip_means and clip_means["mse"]
 
 
 def _feeder(bundle: Bundle, data_dir: Path):

@@ -1,4 +1,5 @@
-"""validate's CPU workers (validate/parallel.py): same scores as one runner, item order, errors."""
+"""validate's CPU workers (validate/parallel.py, on overlap.scored_in_background with several
+threads): same scores as one runner, item order, errors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from matting_deploy.bundle import Bundle
 from matting_deploy.data.pairs import load_dataset
 from matting_deploy.validate.jobs import Job
-from matting_deploy.validate.parallel import RunnerPool, in_parallel, split
+from matting_deploy.validate.overlap import scored_in_background
+from matting_deploy.validate.parallel import RunnerPool, split
 from matting_deploy.validate.scoring import Scorer, run_job
 from tests.fixtures import make_clip, make_ppm_data, make_runtime_bundle
 
@@ -27,7 +29,7 @@ def test_results_come_back_in_item_order():
         time.sleep(0.02 * (5 - i))  # the first items finish last
         return i * i
 
-    assert list(in_parallel(range(6), work, workers=3)) == [i * i for i in range(6)]
+    assert list(scored_in_background(range(6), work, workers=3)) == [i * i for i in range(6)]
 
 
 def test_the_first_error_is_raised_and_queued_items_are_not_run():
@@ -41,7 +43,7 @@ def test_the_first_error_is_raised_and_queued_items_are_not_run():
         return i
 
     with pytest.raises(ValueError, match="item 1"):
-        list(in_parallel(range(40), work, workers=2, ahead=4))
+        list(scored_in_background(range(40), work, workers=2, ahead=4))
     assert len(ran) < 10  # the rest was cancelled, not run
 
 
@@ -70,7 +72,7 @@ def test_runner_pool_opens_one_runner_per_thread_and_closes_all():
         time.sleep(0.05)
         return True
 
-    assert all(in_parallel(range(6), use, workers=2))
+    assert all(scored_in_background(range(6), use, workers=2))
     runners = set(map(id, seen))
     assert 1 <= len(runners) <= 2 and opened == [3] * len(runners)
     pool.close()

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..bundle import Bundle
+from ..data.preprocess import extra_inputs
 from ..errors import MattingDeployError
-from ..models.specs import BGM_INPUTS, RVM_STATE_CHANNELS, rvm_state_shapes
+from ..models.specs import RVM_STATE_CHANNELS, rvm_state_shapes
 from ..optional import require
 
 ANCHORS = ("torch",)
@@ -93,7 +94,7 @@ def torch_anchor(bundle: Bundle, artifact: str, backend: str, src: np.ndarray,
 
 def _extra_inputs(bundle: Bundle, extra: dict[str, np.ndarray]) -> list[np.ndarray]:
     """The inputs after ``src`` in the network's argument order (BGM: ``bgr``, ``seg``)."""
-    names = BGM_INPUTS[1:] if bundle.model == "bgm" else ()
+    names = extra_inputs(bundle.model)
     missing = [n for n in names if n not in extra]
     if missing:
         raise MattingDeployError(f"--anchor torch: {bundle.root}: the network needs input(s) "

@@ -90,7 +90,7 @@ class _FastCollector(HistogramCollector):
         """KL thresholds of every tensor (onnxruntime's result layout), the tensors spread over
         the CPU cores: the search is a fixed cost per tensor (about 0.1 s, 141 tensors on RVM)."""
         items = list(self.histogram_dict.items())
-        job = partial(_threshold, num_quantized_bins=self.num_quantized_bins)
+        job = partial(kl_threshold, num_quantized_bins=self.num_quantized_bins)
         workers = min(len(items), os.cpu_count() or 1, 8)
         if workers > 1 and "fork" in mp.get_all_start_methods():
             with mp.get_context("fork").Pool(workers, _worker_signals) as pool:  # same code per tensor
@@ -107,9 +107,6 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-
-def _threshold(histogram, num_quantized_bins: int) -> tuple:
-    return kl_threshold(histogram, num_quantized_bins)
 
 
 class _Only:

@@ -10,20 +10,16 @@ of one two-thread session; bench/NOTES-validate.md). onnxruntime releases the GI
 so threads are enough.
 
 Every still image starts from zero state and every clip is one task (its frames in order, state
-carried), so results do not depend on which worker ran what; they come back in item order.
+carried), so results do not depend on which worker ran what. The workers themselves are
+:func:`.overlap.scored_in_background` with several threads (results in item order).
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
-
-T = TypeVar("T")
-R = TypeVar("R")
+from collections.abc import Callable
+from typing import Any
 
 MAX_WORKERS = 4
 
@@ -67,24 +63,3 @@ class RunnerPool:
             runners, self._runners = self._runners, []
         for runner in runners:
             runner.close()
-
-
-def in_parallel(items: Iterable[T], work: Callable[[T], R], workers: int,
-                ahead: int | None = None) -> Iterator[R]:
-    """Yield ``work(item)`` for each item, in item order, computed on ``workers`` threads (at most
-    ``ahead``, default ``2 * workers``, submitted and not yet yielded). The first error is raised
-    here; queued items are cancelled and the running ones waited for (also on Ctrl-C)."""
-    ahead = 2 * workers if ahead is None else ahead
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="validate")
-    pending: deque[Future[R]] = deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(work, item))
-            while len(pending) >= ahead or (pending and pending[0].done()):
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)

@@ -28,7 +28,7 @@ from .emulated import EMULATED, open_emulated
 from .jobs import Job
 from .metrics import METRICS, all_metrics, dtssd_term
 from .overlap import scored_in_background
-from .parallel import RunnerPool, cpu_cores, in_parallel, split
+from .parallel import RunnerPool, cpu_cores, split
 
 
 def still_outputs(runner: Any, src: np.ndarray, frames: int, run: Callable[[np.ndarray], Any] | None = None):
@@ -184,7 +184,8 @@ def run_job(
     bar = progress_bar(len(data.images) + data.n_frames, job.label, enabled=progress)
     try:
         if job.backend == "cpu" and workers > 1 and scorer.extras is None:
-            images, clips = _run_parallel(bundle, job, data, scorer, workers, threads, bar.update)
+            images, clips = score_parallel(lambda n: _open(bundle, job, n), job.path, data, scorer,
+                                           workers, threads, bar.update)
         else:
             images, clips = _run_overlapped(bundle, job, data, scorer, bar.update)
     finally:
@@ -215,22 +216,24 @@ def _run_overlapped(bundle: Bundle, job: Job, data: DataSet, scorer: Scorer,
     return images, clips
 
 
-def _run_parallel(bundle: Bundle, job: Job, data: DataSet, scorer: Scorer, workers: int,
-                  threads: int, tick: Callable[[], Any]) -> tuple[list[Scored], list[ClipScore]]:
-    """Clips (the longest tasks) first, then the images, on ``workers`` threads."""
-    runners = RunnerPool(lambda n: _open(bundle, job, n), threads)
+def score_parallel(open_one: Callable[[int], Any], path: Path, data: DataSet, scorer: Scorer,
+                   workers: int, threads: int, tick: Callable[[], Any] = lambda: None,
+                   ) -> tuple[list[Scored], list[ClipScore]]:
+    """(still scores, clip scores) of ``data`` on ``workers`` threads, each with its own runner
+    ``open_one(threads)``; clips (the longest tasks) go first. ``path`` names the model in errors."""
+    runners = RunnerPool(open_one, threads)
 
     def work(task: tuple[str, Any]) -> Any:
         kind, item = task
         if kind == "clip":
-            return scorer.score_clip(runners.get(), item, job.path, tick, overlap=False)
-        scored = scorer.score_image(runners.get(), item, job.path)
+            return scorer.score_clip(runners.get(), item, path, tick, overlap=False)
+        scored = scorer.score_image(runners.get(), item, path)
         tick()
         return scored
 
     tasks = [("clip", c) for c in data.clips] + [("image", p) for p in data.images]
     try:
-        with closing(in_parallel(tasks, work, workers, ahead=len(tasks) + 1)) as done:
+        with closing(scored_in_background(tasks, work, workers, ahead=len(tasks))) as done:
             results = list(done)
     finally:
         runners.close()
