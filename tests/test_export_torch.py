@@ -31,6 +31,8 @@ def test_modnet_export_fp16_and_parity(tmp_path):
     assert set(bundle.artifacts) == {"fp32", "fp16"}
     model = onnx.load(out / "model.onnx")
     assert [i.name for i in model.graph.input] == ["src"] and [o.name for o in model.graph.output] == ["pha"]
+    # the fusion branch and the two high-resolution Convs read image + feature Concats: split
+    assert sum(n.op_type == "Conv" and n.name.endswith("_pixels") for n in model.graph.node) == 3
     pha = OrtRunner.from_bundle(bundle, "fp16").run(np.full((1, 3, 64, 96), 0.5, np.float32))["pha"]
     assert pha.shape == (1, 1, 64, 96) and 0 <= pha.min() and pha.max() <= 1
 
@@ -44,8 +46,11 @@ def test_rvm_export_parity_over_frames(tmp_path, variant):
     parity = bundle.manifest["parity"]["fp32"]
     assert parity["frames"] >= 5 and parity["against"] == "pytorch"
     assert parity["max_abs_all"] <= 1e-4
-    names = {o.name for o in onnx.load(out / "model.onnx").graph.output}
-    assert names == {"fgr", "pha", "r1o", "r2o", "r3o", "r4o"}
+    model = onnx.load(out / "model.onnx")
+    assert {o.name for o in model.graph.output} == {"fgr", "pha", "r1o", "r2o", "r3o", "r4o"}
+    # each decoder block's Conv reads Concat(features, skip, pooled src): split (parity above)
+    assert sum(n.op_type == "Conv" and n.name.endswith("_pixels") for n in model.graph.node) == 4
+    assert "4 Conv(s) reading image + feature Concats split" in res.output
     assert bundle.states[3].shape == ((1, 64, 4, 3) if variant == "mobilenetv3" else (1, 128, 4, 3))
 
 

@@ -250,6 +250,23 @@ def test_runners_open_it_on_onnxruntime_and_tensorrt_refuses(bundle):
         "error: int8-cpu: not a TensorRT artifact")
 
 
+def test_only_the_cpu_artifact_gets_onnxruntimes_qdq_rewrites(bundle):
+    """TensorRT reads model.int8.onnx as plain Q/DQ arithmetic: onnxruntime must not rewrite it
+    (its CPU transforms quantize the FP16 Conv biases to INT32, which TensorRT never does)."""
+    root, _ = bundle
+
+    def disabled(artifact):
+        with open_runner(root, artifact, "cpu") as r:
+            entries = r.session.get_session_options().get_session_config_entry
+            try:
+                return entries("session.disable_quant_qdq")
+            except RuntimeError:  # never set: onnxruntime's default (rewrites on)
+                return "0"
+
+    assert disabled("int8") == "1" and disabled("fp32") == "1"
+    assert disabled("int8-cpu") != "1"  # QLinearConv needs them
+
+
 def test_validate_scores_it_with_the_same_gates(bundle, tmp_path):
     root, _ = bundle
     data = make_ppm_data(tmp_path / "ppm", size=(BW, BH))

@@ -17,11 +17,12 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from matting_deploy.bundle import Bundle
+from matting_deploy.check.support import support_data
 from matting_deploy.cli import main
 from matting_deploy.runtimes import cuda_device
 from tests.test_check_cli import calibrated  # noqa: F401  (module fixture: export + calibrate)
 
-FLOAT32, FLOAT16, INT32 = "float32", "float16", "int32"
+FLOAT32, FLOAT16, INT32, INT8 = "float32", "float16", "int32", "int8"
 
 
 class Tensor:
@@ -31,7 +32,7 @@ class Tensor:
 
 class Layer:
     def __init__(self, node, inits):
-        self.name, self.precision = node.name, None
+        self.name, self.precision, self.output_types = node.name, None, {}
         self.type = "CONSTANT" if node.op_type == "Constant" else node.op_type
         self.inputs = [Tensor(t) for t in node.input if t and t not in inits]
         self.outputs = [Tensor(t) for t in node.output]
@@ -43,10 +44,13 @@ class Layer:
     def get_output(self, i):
         return self.outputs[i]
 
+    def set_output_type(self, i, dtype):
+        self.output_types[i] = dtype
+
 
 def fake_tensorrt(events, version="8.6.1.6", refuse_timing=b"other-gpu"):
     trt = types.ModuleType("tensorrt")
-    trt.__version__, trt.float32, trt.float16 = version, FLOAT32, FLOAT16
+    trt.__version__, trt.float32, trt.float16, trt.int8 = version, FLOAT32, FLOAT16, INT8
     sev = types.SimpleNamespace(ERROR=1, INTERNAL_ERROR=0, WARNING=2)
     trt.ILogger = type("ILogger", (), {"Severity": sev, "__init__": lambda self: None})
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5)
@@ -114,7 +118,8 @@ def fake_tensorrt(events, version="8.6.1.6", refuse_timing=b"other-gpu"):
 
         def build_serialized_network(self, network, config):
             events.append(("build", list(config.flags), config.int8_calibrator.read_calibration_cache(),
-                           {lay.name: lay.precision for lay in network.layers if lay.precision}))
+                           {lay.name: lay.precision for lay in network.layers if lay.precision},
+                           {lay.name: (lay.type, lay.output_types) for lay in network.layers if lay.output_types}))
             return b"engine"
 
     trt.Builder, trt.OnnxParser = Builder, Parser
@@ -203,8 +208,15 @@ def test_implicit_int8_build_on_device_1(calibrated, tmp_path, fake):  # noqa: F
     assert names.index("push") < names.index("Builder") < names.index("build") < names.index("pop")
     assert ("retain", 1) in events and ("release", 1) in events
     build = next(e for e in events if e[0] == "build")
-    flags, blob, pinned = build[1], build[2], build[3]
+    flags, blob, precisions, typed = build[1], build[2], build[3], build[4]
     assert flags[:2] == ["INT8", "FP16"] and "OBEY" in flags
+    # the recipe's Convs: INT8, FP16 out; so are the activations fused into them
+    assert {n for n, p in precisions.items() if p == INT8} == set(convs[:-1])
+    assert all(typed[c] == ("Conv", {0: FLOAT16}) for c in convs[:-1])
+    tails = {n: t for n, (t, _) in typed.items() if n not in convs}
+    epilogue = set(support_data()["conv_fusion"]["epilogue"]) | {"Mul"}  # Mul: hard-swish's
+    assert tails and set(tails.values()) <= epilogue and all(precisions[n] == FLOAT16 for n in tails)
+    pinned = {n: p for n, p in precisions.items() if n not in typed}
     assert blob.decode().splitlines()[0] == "TRT-8502-EntropyCalibration2"  # fed for the running 8.5.2
     assert (root / "calib.cache").read_text().startswith("TRT-8601-")  # the file is not changed
     # the float Conv, and the layers between scaled tensors (pools feeding INT8 Convs); no INT8 Conv

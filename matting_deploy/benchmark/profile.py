@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import Bundle
+from ..bundle import CPU_INT8, Bundle
 from ..errors import MattingDeployError
 from ..fileio import temp_dir
 from ..runtimes import ORT_BACKENDS
@@ -34,6 +34,8 @@ def profile_ops(bundle: Bundle, artifact: str, src: np.ndarray, runs: int, backe
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if artifact != CPU_INT8:  # as the runners open it (see make_session)
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
     with temp_dir("md-profile-") as tmp:
         opts.profile_file_prefix = str(tmp / artifact)
         session = ort.InferenceSession(str(bundle.verify(artifact)), opts, providers=PROVIDERS[backend])

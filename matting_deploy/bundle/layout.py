@@ -14,6 +14,7 @@ CPU_INT8 = "int8-cpu"  # onnxruntime-CPU INT8 layout (QLinearConv); not a Tensor
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
                   CPU_INT8: "model.int8-cpu.onnx"}
 INT8_FILE = ARTIFACT_FILES["int8"]
+
 CPU_INT8_FILE = ARTIFACT_FILES[CPU_INT8]
 TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt_cache.py)
 CALIB_JSON = "calib.json"
@@ -21,6 +22,13 @@ ENGINE_FILE = "model.{precision}.engine"
 TRT_PREFIX = "trt-"  # manifest artifact name of an engine: trt-<precision>
 REPORT_DIR = "report"  # validate's default report folder
 RANGES_CACHE_DIR = ".calib-cache"  # calibrated ranges (ranges_cache.py)
+# The FP16 artifacts keep these ops in FP32 (export/fp16.py), on top of onnxconverter-common's
+# defaults: Resize (its scales/sizes inputs must stay FP32), and the ops whose FP16 range or
+# precision is risky (reductions, exp/log, division). `check` reads the same list.
+FP32_OPS = (
+    "Resize", "ReduceMean", "ReduceSum", "ReduceL2", "Softmax", "Exp", "Log", "Pow", "Div",
+    "Sqrt", "InstanceNormalization", "LayerNormalization", "Range", "CumSum",
+)
 
 
 def engine_name(precision: str) -> str:

@@ -94,22 +94,38 @@ def parse_cache(text: str) -> tuple[str, dict[str, float]]:
     return lines[0], scales
 
 
-def int8_convs(root: str | os.PathLike) -> set[str] | None:
-    """The Convs that run INT8 with this cache, as calibrate lists them in calib.json (the layers
-    `build` leaves free to run INT8); None when calib.json or its list is absent."""
+def _tensorrt_info(root: str | os.PathLike) -> dict:
+    """calib.json's ``tensorrt`` section ({} when calib.json or the section is absent)."""
     import json
 
     from .layout import CALIB_JSON
 
     path = Path(root) / CALIB_JSON
     if not path.is_file():
-        return None
+        return {}
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise MattingDeployError(f"{path}: unreadable ({first_line(e)})") from None
-    layers = (info.get("tensorrt") or {}).get("int8_convs") if isinstance(info, dict) else None
+    section = info.get("tensorrt") if isinstance(info, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def int8_convs(root: str | os.PathLike) -> set[str] | None:
+    """The Convs that run INT8 with this cache, as calibrate lists them in calib.json (the layers
+    `build` leaves free to run INT8); None when calib.json or its list is absent."""
+    layers = _tensorrt_info(root).get("int8_convs")
     return None if layers is None else set(layers)
+
+
+def int8_outputs(root: str | os.PathLike) -> dict[str, str] | None:
+    """{INT8 Conv (:func:`int8_convs`): the tensor its fused activation writes, from calib.json's
+    ``conv_sides``}; None when either is absent or a listed Conv has no sides."""
+    info = _tensorrt_info(root)
+    convs, sides = info.get("int8_convs"), info.get("conv_sides") or {}
+    if convs is None or any(not isinstance(sides.get(c), dict) or "output" not in sides[c] for c in convs):
+        return None
+    return {conv: sides[conv]["output"] for conv in convs}
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """Implicit INT8 as TensorRT 8.5/8.6/10.0 will run it, emulated on onnxruntime CPU.
 
 From model.onnx and calib.cache: a Conv runs INT8 when its input and (fused) output have scales
-(:func:`~.rules_implicit.runs_int8`) and `build` does not pin it to FP16 (``int8_layers``). For
-those Convs the weights are fake-quantized per output channel (symmetric INT8, max |w| / 127)
-and the input and fused output through QuantizeLinear/DequantizeLinear with the cache's scale;
-every other float tensor a layer computes is rounded to FP16 (Cast to FP16 and back), except the
-outputs of the ops the FP16 artifacts keep in FP32. The fused output of an INT8 Conv is INT8 for
-all its readers; an INT8 Conv's input produced by a float layer is quantized for the Conv only.
+(:func:`~.rules_implicit.runs_int8`) and calib.json lists it (``int8_layers``: `build` constrains
+those to INT8 and pins the rest to FP16). For those Convs the weights are fake-quantized per output
+channel (symmetric INT8, max |w| / 127) and the input through QuantizeLinear/DequantizeLinear with
+the cache's scale; `build` constrains their output (after the fused activation) to FP16, as the
+Q/DQ artifact computes it. Every other float tensor a layer computes is rounded to FP16 (Cast to
+FP16 and back), except inside a fused Conv and the outputs of the ops the FP16 artifacts keep in
+FP32. An INT8 Conv's input is quantized for the Conv only.
 """
 
 from __future__ import annotations
@@ -48,11 +49,9 @@ def implicit_emulation(model: onnx.ModelProto, scales: dict[str, float], int8_la
     graph = out.graph
     convs = int8_convs(view, scales, int8_layers)
     inits = {i.name: i for i in graph.initializer}
-    produced_int8, conv_inputs, internal = set(), {}, set()
+    conv_inputs, internal = {}, set()
     for conv in convs:
-        chain = fused_output(view, conv)
-        produced_int8.add(chain[-1])
-        internal |= set(chain[:-1])
+        internal |= set(fused_output(view, conv)[:-1])
         conv_inputs.setdefault(conv.input[0], []).append(conv)
         w = conv.input[1]
         if w in inits:
@@ -60,37 +59,23 @@ def implicit_emulation(model: onnx.ModelProto, scales: dict[str, float], int8_la
                 fake_quant_weights(numpy_helper.to_array(inits[w]), WEIGHT_AXIS[conv.op_type]), f"{w}__int8")
             graph.initializer.append(q)
             conv.input[1] = q.name
-    outputs = {o.name for o in graph.output}
     new_nodes = []
-
-    def rewire(tensor: str, new: str, readers) -> None:
-        for node in readers:
-            for i, name in enumerate(node.input):
-                if name == tensor:
-                    node.input[i] = new
-
-    for tensor in sorted(produced_int8 | set(conv_inputs)):
+    for tensor in sorted(conv_inputs):
         if tensor not in scales:
             continue
         scale = numpy_helper.from_array(np.array(scales[tensor], np.float32), f"{tensor}__scale")
         zero = numpy_helper.from_array(np.array(0, np.int8), f"{tensor}__zp")
         graph.initializer.extend([scale, zero])
-        if tensor in outputs and tensor in produced_int8:  # the output keeps its name: readers too
-            producer = view.producer[tensor]
-            src, fq = f"{tensor}__pre", tensor
-            producer.output[list(producer.output).index(tensor)] = src
-        else:
-            src, fq = tensor, f"{tensor}__int8"
-            readers = view.consumers.get(tensor, []) if tensor in produced_int8 else conv_inputs[tensor]
-            rewire(tensor, fq, list(readers))
-        new_nodes += [helper.make_node("QuantizeLinear", [src, scale.name, zero.name], [f"{tensor}__q"]),
+        fq = f"{tensor}__int8"
+        for conv in conv_inputs[tensor]:
+            conv.input[0] = fq
+        new_nodes += [helper.make_node("QuantizeLinear", [tensor, scale.name, zero.name], [f"{tensor}__q"]),
                       helper.make_node("DequantizeLinear", [f"{tensor}__q", scale.name, zero.name], [fq])]
-    done = produced_int8 | internal
     for node in view.nodes:
         if node.op_type in fp32_ops or node.op_type in ("Constant", "Shape", "Cast"):
             continue
         for k, tensor in enumerate(node.output):
-            if not tensor or tensor in done or view.elem_type(tensor) not in FLOAT_TYPES:
+            if not tensor or tensor in internal or view.elem_type(tensor) not in FLOAT_TYPES:
                 continue
             pre = f"{tensor}__fp32"
             node.output[k] = pre

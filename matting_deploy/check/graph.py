@@ -23,6 +23,7 @@ TYPE_NAMES = {
 }
 if hasattr(onnx.TensorProto, "FLOAT4E2M1"):
     TYPE_NAMES[onnx.TensorProto.FLOAT4E2M1] = "FP4"
+CONV_LIKE = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # the layers that mix channels with weights
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
 
 
@@ -63,6 +64,16 @@ class Graph:
                 seen.add(n.name)
                 todo.extend(n.input)
         return seen
+
+
+def conv_free_tensors(g: Graph, sources) -> set[str]:
+    """Tensors (initializers aside) computed from ``sources`` (graph inputs) and initializers with no
+    :data:`CONV_LIKE` node on the way: pixels, when the sources are the image inputs."""
+    out = set(sources) | set(g.inits)
+    for node in g.nodes:  # topological order (ONNX requires it)
+        if node.op_type not in CONV_LIKE and all(i in out for i in node.input if i):
+            out.update(o for o in node.output if o)
+    return out - set(g.inits)
 
 
 def label(node: onnx.NodeProto) -> str:

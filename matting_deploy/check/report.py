@@ -33,7 +33,7 @@ def default_fp32_ops() -> tuple[str, ...]:
     """Ops the FP16 artifacts keep in FP32 by design (the export's FP16 converter's block list)."""
     from onnxconverter_common import float16
 
-    from ..export.fp16 import FP32_OPS
+    from ..bundle.layout import FP32_OPS
 
     return tuple(sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)))
 

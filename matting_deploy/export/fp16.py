@@ -7,12 +7,7 @@ import warnings
 import onnx
 from onnx import helper
 
-# Kept in FP32 on top of onnxconverter-common's defaults: Resize (its scales/sizes inputs must
-# stay FP32), and the ops whose FP16 range or precision is risky (reductions, exp/log, division).
-FP32_OPS = (
-    "Resize", "ReduceMean", "ReduceSum", "ReduceL2", "Softmax", "Exp", "Log", "Pow", "Div",
-    "Sqrt", "InstanceNormalization", "LayerNormalization", "Range", "CumSum",
-)
+from ..bundle.layout import FP32_OPS
 
 
 def _route_outputs_through_identity(model: onnx.ModelProto) -> None:

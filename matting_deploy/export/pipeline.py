@@ -23,6 +23,7 @@ from ..runtimes.onnxruntime_runner import OrtRunner
 from . import onnx_tools
 from .from_onnx import prepare, state_specs
 from .parity import FP16_MAX_ABS, FP16_MAX_VALUE, FP32_MAX_ABS, TRIVIAL_ALPHA, check_outputs, compare, parity_frames
+from .split_pixels import split_pixel_concats
 
 VERSIONED = ("torch", "onnx", "onnxruntime", "onnxsim", "onnxconverter-common", "matting-deploy")
 
@@ -187,10 +188,15 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
                        f"FAILED, keeping the unsimplified graph: {why}")
         onnx_tools.tidy_resize(model)
         model = onnx_tools.upgrade_opset(model, opts.opset)
+        states = state_specs(shapes)
+        images = {i.name for i in model.graph.input} - {s.input for s in states}
+        model, split = split_pixel_concats(model, images)
+        if split:
+            progress.stage("split", f"{len(split)} Conv(s) reading image + feature Concats split in two "
+                                    f"(image channels get their own Conv): {', '.join(split)}")
         model = onnx_tools.check(model)
         fp32_path = stage / ARTIFACT_FILES["fp32"]
         onnx.save(model, str(fp32_path))
-        states = state_specs(shapes)
         frames = parity_frames(opts.model, opts.height, opts.width, 5 if states else 2)
         fp32 = OrtRunner(fp32_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
         fp32_outputs: list[dict] = []

@@ -5,7 +5,9 @@ nothing to fuse: each Conv runs in float behind DequantizeLinear. This layout gi
 QDQ fusions what they need: Q/DQ on Conv inputs *and* outputs, so ``DQ -> Conv -> Q`` becomes
 ``QLinearConv`` (Relu/Clip after a Conv are folded into its output quantization). Activations are
 asymmetric uint8, weights symmetric int8 per output channel (MLAS's U8S8 path). The recipe's float
-nodes stay float. Measurements behind these choices: bench/NOTES-int8-cpu.md.
+nodes stay float, and so do the Convs that read pixels (the recipe's ``pixels`` rule: the image
+halves of the Convs export splits, whose uint8 in-and-out quantization cost 1.136x vs 1.094x FP32
+MSE on composite-dev). Measurements behind these choices: bench/NOTES-int8-cpu.md.
 
 No data is seen here: ranges come from the one statistics pass of ``calibrate``, which covers the
 union of both targets' tensors (:func:`union_tensors`).
@@ -22,7 +24,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static, sa
 
 from ..errors import MattingDeployError
 from . import implicit, qdq
-from .recipe import Recipe
+from .recipe import Recipe, excluded_nodes
 
 # Op types given Q/DQ (inputs and outputs), by layout name. Measured: Q/DQ on Add/Mul/Concat too
 # fuses more (QLinearMul/Add/Concat) but costs fidelity (RVM alpha MSE 1.66x FP32); Conv alone 1.00x.
@@ -31,6 +33,12 @@ DEFAULT_OP_TYPES = LAYOUTS["conv"]
 ACTIVATION = "uint8"  # asymmetric: Relu folds into the zero point (int8 symmetric leaves Relus float)
 
 Ranges = dict[str, tuple[float, float]]
+FLOAT_RULES = Recipe("cpu-float", exclude_rules=("pixels",))  # kept float on top of the recipe's
+
+
+def cpu_float_nodes(model: onnx.ModelProto, recipe_float: set[str]) -> set[str]:
+    """The nodes this layout keeps float: the TensorRT recipe's and :data:`FLOAT_RULES`'."""
+    return set(recipe_float) | excluded_nodes(model, FLOAT_RULES)
 
 
 def _extra(symmetric: bool) -> dict:
@@ -80,7 +88,7 @@ def union_tensors(fp32: Path, recipe: Recipe, float_nodes) -> tuple[set[str], se
     model = onnx.load(str(fp32))
     tensors = qdq.quantized_tensors(fp32, recipe, float_nodes)
     outputs = implicit.planned_outputs(model, tensors, float_nodes, recipe.op_types)
-    return tensors, tensors | outputs | cpu_tensors(fp32, float_nodes)
+    return tensors, tensors | outputs | cpu_tensors(fp32, cpu_float_nodes(model, float_nodes))
 
 
 def asymmetric_ranges(ranges: Ranges) -> Ranges:

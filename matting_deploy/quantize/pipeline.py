@@ -158,7 +158,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         excl = excluded_nodes(model, recipe)
         tensors = qdq.quantized_tensors(prepared, recipe, excl)
         outputs = implicit.planned_outputs(model, tensors, excl, recipe.op_types)
-        cpu = cpu_target.cpu_tensors(prepared, excl)
+        cpu_excl = cpu_target.cpu_float_nodes(model, excl)
+        cpu = cpu_target.cpu_tensors(prepared, cpu_excl)
         key = ranges_cache.cache_key(
             collect="quantized+int8-outputs", histograms="pow2-order-free", stats=STATS_VERSION,
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
@@ -203,11 +204,11 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         calib = {"method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
                  "warmup_frames": frames, "cache_key": key}
         if goal == "cpu":
-            _write_cpu(bundle, stage, prepared, all_ranges, excl, cpu, calib, cached, echo)
+            _write_cpu(bundle, stage, prepared, all_ranges, cpu_excl, cpu, calib, cached, echo)
             pause_point("calibrate-staged")
             commit(root, stage, bundle.manifest, staged, [])
             return {"bundle": str(root), "images": len(used), "tensors": len(cpu),
-                    "float_nodes": len(excl), "max_drift": None, "cache_hit": cached}
+                    "float_nodes": len(cpu_excl), "max_drift": None, "cache_hit": cached}
         ranges = {t: r for t, r in all_ranges.items() if t in tensors}  # what the Q/DQ model uses
 
         drift_report = None

@@ -12,6 +12,10 @@ network. Rules:
   state) that read a tensor at 1/8 of the encoder's working size (its largest input, e.g. RVM's
   downsampled frame) or larger: the stem, the high-resolution backbone stages and the stride-2 Conv
   that leaves them, where INT8 noise is amplified most;
+- ``pixels``: the image halves of the Convs export splits (``export/split_pixels.py``): a Conv
+  reading a tensor computed from the model's inputs with no Conv before it, whose output is added
+  to another Conv's; not in the TensorRT recipe (there they run INT8 with a scale of their own),
+  kept float by the CPU target;
 - ``refiner``: RVM's deep guided filter (everything computed from the projection's output);
 - ``projection``: the Conv whose output is split into the alpha/foreground channels.
 """
@@ -22,9 +26,9 @@ from dataclasses import dataclass, field, replace
 
 import onnx
 
-from ..check.graph import Graph
+from ..check.graph import Graph, conv_free_tensors
 
-RULES = ("stem", "early", "hardswish", "gate", "refiner", "projection")
+RULES = ("stem", "early", "pixels", "hardswish", "gate", "refiner", "projection")
 
 
 @dataclass(frozen=True)
@@ -163,9 +167,23 @@ def _early(g: Graph, fraction: int = 8) -> set[str]:
     return {name for name, (h, w) in convs.items() if h * fraction >= full[0] and w * fraction >= full[1]}
 
 
+def _pixels(g: Graph) -> set[str]:
+    free = conv_free_tensors(g, g.inputs)
+    out = set()
+    for n in g.nodes:
+        users = g.consumers.get(n.output[0], [])
+        if n.op_type != "Conv" or n.input[0] not in free or len(users) != 1 or users[0].op_type != "Add":
+            continue
+        other = [g.parent(t) for t in users[0].input if t != n.output[0]]
+        if other and other[0] is not None and other[0].op_type == "Conv":
+            out.add(n.name)
+    return out
+
+
 _RULE_FUNCS = {
     "stem": _stem,
     "early": _early,
+    "pixels": _pixels,
     "hardswish": _hardswish,
     "gate": _gate,
     "refiner": _refiner,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import Bundle, StateSpec
+from ..bundle import CPU_INT8, Bundle, StateSpec
 from ..errors import MattingDeployError, first_line
 from ..models.specs import rvm_state_shapes
 from .base import Runner
@@ -50,10 +50,17 @@ def cuda_options(capture: bool, cudnn_search: str = "EXHAUSTIVE", device_id: int
 
 
 def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads: int = 0,
-                 options: dict | None = None, raw: bool = False):
+                 options: dict | None = None, raw: bool = False, qdq_fusions: bool = False):
     """An InferenceSession for ``path`` (or serialized model bytes) on ``backend``; a clear error
     if it cannot load (``raw``: onnxruntime's own exception). ``options`` are provider options of
-    the backend's first provider."""
+    the backend's first provider.
+
+    ``qdq_fusions`` off (the default) sets ``session.disable_quant_qdq``: QuantizeLinear and
+    DequantizeLinear then compute exactly what the graph says, as TensorRT reads a Q/DQ graph.
+    With them on, onnxruntime's CPU provider rewrites Q/DQ groups into its own integer kernels and
+    also quantizes the float bias of a Conv whose input and weight come from DequantizeLinear to
+    INT32 at scale input x weight, computed in the graph's float type (FP16 in ``model.int8.onnx``),
+    which TensorRT never does; only the ``int8-cpu`` artifact, made for those kernels, wants them."""
     import onnxruntime as ort
 
     if backend not in PROVIDERS:
@@ -66,6 +73,8 @@ def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads:
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
+    if not qdq_fusions:
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
     providers: list = list(PROVIDERS[backend])
     if options:
         providers[0] = (providers[0], options)
@@ -93,7 +102,8 @@ class OrtRunner(Runner):
     ``binding`` (default: on for ``cuda``) runs through fixed I/O bindings with the states on the
     device; ``capture`` (default: with binding on ``cuda``) asks the CUDA EP for CUDA graphs and
     falls back to binding without capture when the session refuses (e.g. Q/DQ INT8 graphs with
-    nodes outside the CUDA EP); ``pinned`` uses page-locked host buffers (pycuda) for the copies.
+    nodes outside the CUDA EP); ``pinned`` uses page-locked host buffers (pycuda) for the copies;
+    ``qdq_fusions``: see :func:`make_session` (on for the bundle's ``int8-cpu`` artifact only).
     """
 
     def __init__(
@@ -109,10 +119,12 @@ class OrtRunner(Runner):
         capture: bool | None = None,
         cudnn_search: str = "EXHAUSTIVE",
         pinned: bool = True,
+        qdq_fusions: bool = False,
     ):
         self.path = Path(path)
         self.backend = backend
         self.threads = threads
+        self.qdq_fusions = qdq_fusions
         self.cudnn_search = cudnn_search
         self.state_specs = list(states or [])
         self.downsample_ratio = downsample_ratio
@@ -133,7 +145,7 @@ class OrtRunner(Runner):
     def _open(self, capture: bool) -> str | None:
         """Open the session (with capture when asked and possible); the one-line capture note."""
         if self.backend != "cuda":
-            self.session = make_session(self.path, self.backend, self.threads)
+            self.session = make_session(self.path, self.backend, self.threads, qdq_fusions=self.qdq_fusions)
             return None
         why = "capture off"
         if capture and not graph_ids_supported():
@@ -142,7 +154,8 @@ class OrtRunner(Runner):
         if capture:
             try:
                 self.session = make_session(self.path, "cuda", self.threads,
-                                            cuda_options(True, self.cudnn_search), raw=True)
+                                            cuda_options(True, self.cudnn_search), raw=True,
+                                            qdq_fusions=self.qdq_fusions)
                 self.captures = True
                 return None
             except Exception as e:  # refused at load, e.g. nodes outside the CUDA EP
@@ -151,7 +164,8 @@ class OrtRunner(Runner):
         return f"no CUDA graph: {why}"
 
     def _plain_cuda_session(self):
-        return make_session(self.path, "cuda", self.threads, cuda_options(False, self.cudnn_search))
+        return make_session(self.path, "cuda", self.threads, cuda_options(False, self.cudnn_search),
+                            qdq_fusions=self.qdq_fusions)
 
     def _bind(self, pinned: bool) -> None:
         device = "cuda" if self.backend == "cuda" else "cpu"
@@ -183,6 +197,7 @@ class OrtRunner(Runner):
         cls, bundle: Bundle, artifact: str = "fp32", backend: str = "cpu", threads: int = 0,
         **options: Any,
     ) -> OrtRunner:
+        options.setdefault("qdq_fusions", artifact == CPU_INT8)
         return cls(bundle.artifact_path(artifact), bundle.states, bundle.downsample_ratio,
                    backend, threads, bundle.dynamic, **options)
 

@@ -11,12 +11,14 @@ fp16          model.onnx + FP16 builder flag          10.x: same; 11.x (no preci
 int8          model.onnx + INT8 (+FP16 fallback)      model.int8.onnx (Q/DQ), strongly typed
               flags, scales from calib.cache through
               a calibrator that only reads the cache,
-              layers outside the recipe pinned FP16
+              layers outside the recipe pinned FP16,
+              the recipe's Convs INT8 with FP16 out
 ============  ======================================  =========================================
 
 Implicit INT8 (trt_implicit.py): the cache is fed with the running TensorRT's version in its
 header, and every layer outside calib.json's INT8 list that has scales on both sides is pinned to
-FP16 (obey precision constraints), so the engine runs INT8 exactly where the Q/DQ model does.
+FP16, and calib.json's Convs are constrained to INT8 with FP16 outputs (obey precision
+constraints), so the engine runs INT8 exactly where, and as, the Q/DQ model does.
 The builder and runtime are created with ``--device``'s CUDA context current (cuda_device.py).
 """
 
@@ -37,7 +39,7 @@ from ..errors import MattingDeployError
 from ..fileio import atomic_path, check_dir_writable, check_writable, sha256_file, staging_dir
 from ..optional import require
 from .cuda_device import cuda_gpu, device_context
-from .trt_implicit import cache_for, int8_layers, pin_float_layers
+from .trt_implicit import cache_for, constrain_int8_layers, int8_layers, pin_float_layers
 from .trt_logger import make_logger
 
 __all__ = ["CALIBRATORS", "Plan", "build_engine", "cuda_gpu", "make_cache_calibrator", "plan_build",
@@ -180,7 +182,7 @@ def _timing_cache(config: Any, path: Path | None, log: Callable[[str], None]) ->
         raise MattingDeployError(f"{path}: TensorRT refused a new timing cache")
 
 
-def _serialize(trt: Any, plan: Plan, onnx_path: Path, cache: CalibCache | None, int8: set[str],
+def _serialize(trt: Any, plan: Plan, onnx_path: Path, cache: CalibCache | None, int8: dict[str, str],
                workspace_mb: int | None, timing: Path | None, log: Callable[[str], None]):
     """Parse, configure and build under the current CUDA context: (engine bytes, timing cache bytes
     or None, names of the layers pinned to FP16)."""
@@ -213,9 +215,10 @@ def _serialize(trt: Any, plan: Plan, onnx_path: Path, cache: CalibCache | None, 
         calibrator = make_cache_calibrator(trt, cache)
         config.int8_calibrator = calibrator
         pinned = pin_float_layers(trt, network, cache.scales, int8)
-        if pinned:
-            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-            log(f"pinned {len(pinned)} layer(s) outside the INT8 recipe to FP16 (obey precision constraints)")
+        constrained = constrain_int8_layers(trt, network, int8)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        log(f"{len(constrained)} Conv(s) constrained to INT8 with FP16 outputs, {len(pinned)} layer(s) outside "
+            "the INT8 recipe pinned to FP16 (obey precision constraints)")
     _timing_cache(config, timing, log)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -262,7 +265,7 @@ def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device
     gpu, capability = cuda_gpu(device)
     plan = plan_build(bundle, precision, trt.__version__)
     onnx_path = bundle.verify(plan.artifact)
-    cache, int8 = None, set()
+    cache, int8 = None, {}
     if plan.calib_cache:  # listed in the manifest, sha256 checked; fed with the running version's header
         cache = cache_for(read_cache(bundle.file_path(CALIB_CACHE)), trt.__version__)
         int8 = int8_layers(bundle.root)
