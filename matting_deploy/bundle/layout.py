@@ -14,7 +14,6 @@ CPU_INT8 = "int8-cpu"  # onnxruntime-CPU INT8 layout (QLinearConv); not a Tensor
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
                   CPU_INT8: "model.int8-cpu.onnx"}
 INT8_FILE = ARTIFACT_FILES["int8"]
-
 CPU_INT8_FILE = ARTIFACT_FILES[CPU_INT8]
 TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt_cache.py)
 CALIB_JSON = "calib.json"

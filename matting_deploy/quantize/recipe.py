@@ -171,8 +171,10 @@ def _pixels(g: Graph) -> set[str]:
     free = conv_free_tensors(g, g.inputs)
     out = set()
     for n in g.nodes:
+        if n.op_type != "Conv" or n.input[0] not in free:
+            continue
         users = g.consumers.get(n.output[0], [])
-        if n.op_type != "Conv" or n.input[0] not in free or len(users) != 1 or users[0].op_type != "Add":
+        if len(users) != 1 or users[0].op_type != "Add":
             continue
         other = [g.parent(t) for t in users[0].input if t != n.output[0]]
         if other and other[0] is not None and other[0].op_type == "Conv":
