@@ -44,7 +44,7 @@ from matting_deploy.data.pairs import load_dataset  # noqa: E402
 from matting_deploy.quantize.pipeline import run_calibration  # noqa: E402
 from matting_deploy.validate.emulated import EMULATED, mac_shares  # noqa: E402
 from matting_deploy.validate.jobs import Job  # noqa: E402
-from matting_deploy.validate.scoring import Scorer, run_job  # noqa: E402
+from matting_deploy.validate.scoring import ArtifactRun, Scorer, run_job  # noqa: E402
 
 MAX_RATIO, MAX_DROP, MIN_SHARE = 1.05, 0.002, 0.90
 
@@ -61,23 +61,29 @@ def calibrated_copy(bundle_dir: Path, work: Path, data: Path, seed: int) -> tupl
 def score(bundle: Bundle, job: Job, data, scorer: Scorer):
     """(mean MSE, mean mIoU, model-resolution alphas) of ``job`` on ``data``'s still images, and
     the clips' mean frame MSE (None without clips)."""
-    run = run_job(bundle, job, data, scorer, progress=False)
+    return _summary(run_job(bundle, job, data, scorer, progress=False))
+
+
+def _summary(run: ArtifactRun):
     means, clips = run.image_means(), run.clip_means()
     return means["mse"], means["miou"], [s.pha for s in run.images], clips and clips["mse"]
+
+
+def mean_abs_diff(pha, ref) -> float:
+    """Mean over images of mean |alpha - FP32 alpha|."""
+    return float(np.mean([np.abs(a - r).mean() for a, r in zip(pha, ref, strict=True)]))
 
 
 def score_file(bundle: Bundle, path: Path, data, scorer: Scorer):
     """:func:`score` for a model file outside the bundle (a peer's), on validate's CPU workers."""
     from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
     from matting_deploy.validate.parallel import cpu_cores, split
-    from matting_deploy.validate.scoring import ArtifactRun, score_parallel
+    from matting_deploy.validate.scoring import score_parallel
 
     images, clips = score_parallel(
         lambda n: OrtRunner(path, bundle.states, bundle.downsample_ratio, threads=n), path, data,
         scorer, *split(cpu_cores()))
-    run = ArtifactRun(Job("peer", "cpu", path), images, clips, 0.0)
-    means, clip_means = run.image_means(), run.clip_means()
-    return means["mse"], means["miou"], [s.pha for s in images], clip_means and clip_means["mse"]
+    return _summary(ArtifactRun(Job("peer", "cpu", path), images, clips, 0.0))
 
 
 def _feeder(bundle: Bundle, data_dir: Path):
@@ -124,7 +130,7 @@ def peer_row(name: str, make, bundle: Bundle, data_dir: Path, work: Path, data, 
                     d32=float("nan"), share="-", note=f"not run: {e}")
     secs = time.perf_counter() - t
     m, i, pha, clip = score_file(bundle, out, data, scorer)
-    d = float(np.mean([np.abs(a - r).mean() for a, r in zip(pha, ref_pha, strict=True)]))
+    d = mean_abs_diff(pha, ref_pha)
     import onnx
 
     from matting_deploy.check import int8_mac_share
@@ -167,7 +173,7 @@ def main(argv=None) -> int:
             shares = mac_shares(cal, jobs)
             for job in jobs:
                 m, i, pha, clip = score(cal, job, data, scorer)
-                d = float(np.mean([np.abs(a - r).mean() for a, r in zip(pha, ref, strict=True)]))
+                d = mean_abs_diff(pha, ref)
                 rows.append(dict(artifact=job.label, seed=seed, mse=m, ratio=m / ref_mse, drop=ref_miou - i,
                                  d32=d, share=shares[job.label]["share"], note=f"calibrated in {secs:.0f} s",
                                  clip=clip and clip / ref_clip))

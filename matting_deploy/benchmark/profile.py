@@ -18,7 +18,7 @@ from ..bundle import CPU_INT8, Bundle
 from ..errors import MattingDeployError
 from ..fileio import temp_dir
 from ..runtimes import ORT_BACKENDS
-from ..runtimes.onnxruntime_runner import PROVIDERS, OrtRunner
+from ..runtimes.onnxruntime_runner import PROVIDERS, OrtRunner, session_options
 
 
 def profile_ops(bundle: Bundle, artifact: str, src: np.ndarray, runs: int, backend: str = "cpu",
@@ -29,13 +29,8 @@ def profile_ops(bundle: Bundle, artifact: str, src: np.ndarray, runs: int, backe
     if backend not in ORT_BACKENDS:
         raise MattingDeployError(f"--profile-ops: onnxruntime backends only ({', '.join(ORT_BACKENDS)})")
     feed = OrtRunner.from_bundle(bundle, artifact).model_inputs(src)
-    opts = ort.SessionOptions()
+    opts = session_options(threads, qdq_fusions=artifact == CPU_INT8)  # as the runners open it
     opts.enable_profiling = True
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    if artifact != CPU_INT8:  # as the runners open it (see make_session)
-        opts.add_session_config_entry("session.disable_quant_qdq", "1")
     with temp_dir("md-profile-") as tmp:
         opts.profile_file_prefix = str(tmp / artifact)
         session = ort.InferenceSession(str(bundle.verify(artifact)), opts, providers=PROVIDERS[backend])

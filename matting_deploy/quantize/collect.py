@@ -108,7 +108,6 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-
 class _Only:
     """Mixin: calibrate exactly ``self.only`` (the tensors that will be quantized)."""
 

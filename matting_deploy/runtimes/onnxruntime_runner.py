@@ -49,18 +49,31 @@ def cuda_options(capture: bool, cudnn_search: str = "EXHAUSTIVE", device_id: int
     return opts
 
 
+def session_options(threads: int = 0, qdq_fusions: bool = False):
+    """onnxruntime SessionOptions as every session of this package has them: quiet log,
+    ``threads`` intra-op threads (0: onnxruntime's default), and unless ``qdq_fusions``,
+    ``session.disable_quant_qdq``: QuantizeLinear and DequantizeLinear then compute exactly what the
+    graph says, as TensorRT reads a Q/DQ graph. With them on, onnxruntime's CPU provider rewrites
+    Q/DQ groups into its own integer kernels and also quantizes the float bias of a Conv whose input
+    and weight come from DequantizeLinear to INT32 at scale input x weight, computed in the graph's
+    float type (FP16 in ``model.int8.onnx``), which TensorRT never does; only the ``int8-cpu``
+    artifact, made for those kernels, wants them."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    if not qdq_fusions:
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    return opts
+
+
 def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads: int = 0,
                  options: dict | None = None, raw: bool = False, qdq_fusions: bool = False):
-    """An InferenceSession for ``path`` (or serialized model bytes) on ``backend``; a clear error
-    if it cannot load (``raw``: onnxruntime's own exception). ``options`` are provider options of
-    the backend's first provider.
-
-    ``qdq_fusions`` off (the default) sets ``session.disable_quant_qdq``: QuantizeLinear and
-    DequantizeLinear then compute exactly what the graph says, as TensorRT reads a Q/DQ graph.
-    With them on, onnxruntime's CPU provider rewrites Q/DQ groups into its own integer kernels and
-    also quantizes the float bias of a Conv whose input and weight come from DequantizeLinear to
-    INT32 at scale input x weight, computed in the graph's float type (FP16 in ``model.int8.onnx``),
-    which TensorRT never does; only the ``int8-cpu`` artifact, made for those kernels, wants them."""
+    """An InferenceSession for ``path`` (or serialized model bytes) on ``backend`` with
+    :func:`session_options`; a clear error if it cannot load (``raw``: onnxruntime's own
+    exception). ``options`` are provider options of the backend's first provider."""
     import onnxruntime as ort
 
     if backend not in PROVIDERS:
@@ -69,12 +82,7 @@ def make_session(path: str | os.PathLike | bytes, backend: str = "cpu", threads:
         raise MattingDeployError(
             f"backend '{backend}' needs {PROVIDERS[backend][0]}, which this onnxruntime lacks"
         )
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    if not qdq_fusions:
-        opts.add_session_config_entry("session.disable_quant_qdq", "1")
+    opts = session_options(threads, qdq_fusions)
     providers: list = list(PROVIDERS[backend])
     if options:
         providers[0] = (providers[0], options)
@@ -103,7 +111,7 @@ class OrtRunner(Runner):
     device; ``capture`` (default: with binding on ``cuda``) asks the CUDA EP for CUDA graphs and
     falls back to binding without capture when the session refuses (e.g. Q/DQ INT8 graphs with
     nodes outside the CUDA EP); ``pinned`` uses page-locked host buffers (pycuda) for the copies;
-    ``qdq_fusions``: see :func:`make_session` (on for the bundle's ``int8-cpu`` artifact only).
+    ``qdq_fusions``: see :func:`session_options` (on for the bundle's ``int8-cpu`` artifact only).
     """
 
     def __init__(
