@@ -119,3 +119,38 @@ def test_rvm_dynamic_keeps_ratio_input_and_runs_other_sizes(tmp_path):
     for _ in range(2):
         outs = runner.run(np.random.default_rng(0).random((1, 3, 96, 80), dtype=np.float32))
     assert outs["pha"].shape == (1, 1, 96, 80) and outs["r1o"].shape == (1, 16, 24, 20)
+
+
+@pytest.mark.parametrize("limit", ["FP32_MAX_ABS", "FP32_MEAN_ABS"])
+def test_fp32_parity_gate_fails_cleanly(tmp_path, monkeypatch, limit):
+    """Either FP32 limit (max, mean over every output) fails the export: one line, nothing written."""
+    import matting_deploy.export.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, limit, 0.0)
+    out = tmp_path / "modnet"
+    res = export("--model", "modnet", "--height", "64", "--width", "64", "--out", str(out))
+    assert res.exit_code == 2
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("error: FP32 parity failed") and "limit 0)" in last
+    assert not out.exists()
+
+
+def test_modnet_export_calibrates_for_both_targets(tmp_path):
+    """MODNet's float backbone Convs read tensors its INT8 high-resolution branch quantizes: the
+    TensorRT model must give them the float tensor (the qdq-fusable rule), and the CPU artifact
+    follows from the same statistics."""
+    from tests.fixtures import make_images
+
+    out, data = tmp_path / "modnet", make_images(tmp_path / "data", n=4)
+    assert export("--model", "modnet", "--height", "64", "--width", "64", "--out", str(out)).exit_code == 0
+    calibrate = ["calibrate", "--int8", "--bundle", str(out), "--data", str(data), "--num", "4"]
+    res = CliRunner().invoke(main, calibrate, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    model = onnx.load(out / "model.int8.onnx")
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    int8 = [n for n in convs if producer.get(n.input[1]) == "DequantizeLinear"]
+    assert int8 and len(int8) < len(convs)
+    assert all((producer.get(n.input[0]) == "DequantizeLinear") == (n in int8) for n in convs)
+    res = CliRunner().invoke(main, [*calibrate, "--target", "cpu"], catch_exceptions=False)
+    assert res.exit_code == 0 and "reusing cached ranges" in res.output, res.output

@@ -119,9 +119,10 @@ def ranges_to_tensors_data(ranges: dict[str, tuple[float, float]], method: str) 
 
 def detach_float_readers(model: onnx.ModelProto) -> int:
     """Give readers of a quantized activation that TensorRT cannot fuse with its DequantizeLinear
-    (anything but a weighted op's data input or a quantizable layer) the float tensor again:
+    (anything but an INT8 weighted op's data input or a quantizable layer) the float tensor again:
     onnxruntime feeds the dequantized tensor to every reader, and TensorRT would then run that
-    Q/DQ as separate layers (e.g. src -> Identity -> fgr quantized). Returns readers changed."""
+    Q/DQ as separate layers (e.g. src -> Identity -> fgr quantized; MODNet's float backbone Convs
+    reading the tensors its INT8 high-resolution branch quantizes). Returns readers changed."""
     from ..check.support import support_data
 
     facts = support_data()["quantization"]
@@ -134,13 +135,16 @@ def detach_float_readers(model: onnx.ModelProto) -> int:
         if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in inits \
                 and q.input[0] in producer.keys() | {i.name for i in model.graph.input}:
             float_of[dq.output[0]] = q.input[0]
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     changed = 0
     for node in model.graph.node:
+        conv = node.op_type in ("Conv", "ConvTranspose")
         for i, name in enumerate(node.input):
             if name not in float_of or node.op_type in quantizable:
                 continue
-            if node.op_type in weighted and i in weighted[node.op_type] and (
-                    node.op_type not in ("Conv", "ConvTranspose") or i == 0):
+            if conv and i == 0 and len(node.input) > 1 and node.input[1] in dequantized:
+                continue  # an INT8 Conv: the DQ fuses into it
+            if node.op_type in weighted and i in weighted[node.op_type] and not conv:
                 continue
             node.input[i] = float_of[name]
             changed += 1
