@@ -208,7 +208,13 @@ def test_calibrate_target_cpu_joins_the_bundle(bundle, tmp_path):
     cpu = info["cpu"]
     assert cpu["cache_hit"] is True and cpu["cache_key"] == info["cache_key"]
     assert cpu["activations"] == "uint8 asymmetric" and cpu["tensors"] > len(info["tensors"]) // 2
-    assert cpu["float_nodes"] == info["float_nodes"]
+    # the TensorRT recipe's float nodes, and the Convs writing full-size tensors (the full-size rule)
+    convs = {n.output[0]: n.name for n in onnx.load(root / "model.onnx").graph.node if n.op_type == "Conv"}
+    sizes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][2:] for v in onnx.shape_inference
+             .infer_shapes(onnx.load(root / "model.onnx")).graph.value_info}
+    extra = set(cpu["float_nodes"]) - set(info["float_nodes"])
+    assert set(info["float_nodes"]) <= set(cpu["float_nodes"]) and extra
+    assert extra == {name for out, name in convs.items() if sizes.get(out) == [b.input_hw[0], b.input_hw[1]]}
     assert b.manifest["calibration"]["cpu"]["cache_key"] == info["cache_key"]
     ops = optimized_ops(root / "model.int8-cpu.onnx", tmp_path)
     assert ops["QLinearConv"] >= 4, ops
@@ -305,3 +311,41 @@ def test_check_marks_it_not_a_tensorrt_artifact(bundle, tmp_path):
     rows = [r for r in report["rules"] if r["artifact"] == "model.int8-cpu.onnx"]
     assert len(rows) == 1 and rows[0]["ok"] is None and "not a TensorRT artifact" in rows[0]["detail"]
     assert "model.int8-cpu.onnx" in res.output
+
+
+def test_full_size_rule_picks_the_convs_writing_the_input_size():
+    """The CPU target's ``full-size`` rule: Convs whose output has ``src``'s spatial size."""
+    from matting_deploy.quantize.recipe import excluded_nodes
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    for name, x, cin, stride in (("down", "src", 3, 2), ("mid", "down_y", 4, 1), ("out", "up", 4, 1)):
+        w = numpy_helper.from_array(rng.normal(size=(4, cin, 3, 3)).astype(np.float32), f"{name}_w")
+        inits.append(w)
+        nodes.append(helper.make_node("Conv", [x, w.name], [f"{name}_y"], name=name, pads=[1] * 4,
+                                      strides=[stride] * 2))
+    inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "twice"))
+    nodes.insert(2, helper.make_node("Resize", ["mid_y", "", "twice"], ["up"], name="resize", mode="linear"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("src", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("out_y", TensorProto.FLOAT, None)], inits)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert excluded_nodes(model, Recipe("t", exclude_rules=("full-size",))) == {"out"}
+
+
+def test_layouts_bench_times_every_layout(bundle, capsys):
+    """bench/int8_cpu_layouts.py on the calibrated fixture: a row per layout, counts from the
+    optimised graphs (every-conv leaves no float Conv; the shipped row is the bundle's file)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "int8_cpu_layouts.py"
+    spec = importlib.util.spec_from_file_location("int8_cpu_layouts", script)
+    layouts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layouts)
+    root, _ = bundle
+    assert layouts.main(["--bundle", str(root), "--iters", "2", "--warmup", "1"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(rows) == ["fp32", "shipped", "shipped+tiny-float", "shipped-full-int8", "every-conv",
+                          "every-conv+eltwise"]
+    assert rows["fp32"][1] == "0" and int(rows["fp32"][2]) > 0 and rows["fp32"][-1] == "1.00x"
+    assert rows["every-conv"][2] == "0" and int(rows["every-conv"][1]) > int(rows["shipped"][1]) > 0

@@ -7,7 +7,10 @@ QDQ fusions what they need: Q/DQ on Conv inputs *and* outputs, so ``DQ -> Conv -
 asymmetric uint8, weights symmetric int8 per output channel (MLAS's U8S8 path). The recipe's float
 nodes stay float, and so do the Convs that read pixels (the recipe's ``pixels`` rule: the image
 halves of the Convs export splits, whose uint8 in-and-out quantization cost 1.136x vs 1.094x FP32
-MSE on composite-dev). Measurements behind these choices: bench/NOTES-int8-cpu.md.
+MSE on composite-dev), and the Convs writing full-size tensors (the recipe's ``full-size`` rule:
+their Q/DQ and layout conversions cost what QLinearConv saves; RVM 480x288, five interleaved
+runs: not slower with them float in any, +0.05x FP32 on average, about the runs' noise; alpha MSE
+1.090x vs 1.094x FP32). Measurements behind these choices: bench/NOTES-int8-cpu.md.
 
 No data is seen here: ranges come from the one statistics pass of ``calibrate``, which covers the
 union of both targets' tensors (:func:`union_tensors`).
@@ -33,7 +36,7 @@ DEFAULT_OP_TYPES = LAYOUTS["conv"]
 ACTIVATION = "uint8"  # asymmetric: Relu folds into the zero point (int8 symmetric leaves Relus float)
 
 Ranges = dict[str, tuple[float, float]]
-FLOAT_RULES = Recipe("cpu-float", exclude_rules=("pixels",))  # kept float on top of the recipe's
+FLOAT_RULES = Recipe("cpu-float", exclude_rules=("pixels", "full-size"))  # on top of the recipe's
 
 
 def cpu_float_nodes(model: onnx.ModelProto, recipe_float: set[str]) -> set[str]:

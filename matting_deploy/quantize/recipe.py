@@ -16,6 +16,8 @@ network. Rules:
   reading a tensor computed from the model's inputs with no Conv before it, whose output is added
   to another Conv's; not in the TensorRT recipe (there they run INT8 with a scale of their own),
   kept float by the CPU target;
+- ``full-size``: Convs whose output has the model input's full size (CPU target only: there the
+  Q/DQ and layout conversions of full-size tensors cost what the integer kernel saves);
 - ``refiner``: RVM's deep guided filter (everything computed from the projection's output);
 - ``projection``: the Conv whose output is split into the alpha/foreground channels.
 """
@@ -28,7 +30,7 @@ import onnx
 
 from ..check.graph import Graph, conv_free_tensors
 
-RULES = ("stem", "early", "pixels", "hardswish", "gate", "refiner", "projection")
+RULES = ("stem", "early", "pixels", "full-size", "hardswish", "gate", "refiner", "projection")
 
 
 @dataclass(frozen=True)
@@ -182,10 +184,17 @@ def _pixels(g: Graph) -> set[str]:
     return out
 
 
+def _full_size(g: Graph) -> set[str]:
+    src = "src" if "src" in g.inputs else g.inputs[0]
+    full = _spatial(g, src)
+    return {n.name for n in g.nodes if n.op_type == "Conv" and full and _spatial(g, n.output[0]) == full}
+
+
 _RULE_FUNCS = {
     "stem": _stem,
     "early": _early,
     "pixels": _pixels,
+    "full-size": _full_size,
     "hardswish": _hardswish,
     "gate": _gate,
     "refiner": _refiner,
