@@ -209,9 +209,9 @@ def test_calibrate_target_cpu_joins_the_bundle(bundle, tmp_path):
     assert cpu["cache_hit"] is True and cpu["cache_key"] == info["cache_key"]
     assert cpu["activations"] == "uint8 asymmetric" and cpu["tensors"] > len(info["tensors"]) // 2
     # the TensorRT recipe's float nodes, and the Convs writing full-size tensors (the full-size rule)
-    convs = {n.output[0]: n.name for n in onnx.load(root / "model.onnx").graph.node if n.op_type == "Conv"}
-    sizes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][2:] for v in onnx.shape_inference
-             .infer_shapes(onnx.load(root / "model.onnx")).graph.value_info}
+    fp32 = onnx.shape_inference.infer_shapes(onnx.load(root / "model.onnx"))
+    convs = {n.output[0]: n.name for n in fp32.graph.node if n.op_type == "Conv"}
+    sizes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim][2:] for v in fp32.graph.value_info}
     extra = set(cpu["float_nodes"]) - set(info["float_nodes"])
     assert set(info["float_nodes"]) <= set(cpu["float_nodes"]) and extra
     assert extra == {name for out, name in convs.items() if sizes.get(out) == [b.input_hw[0], b.input_hw[1]]}

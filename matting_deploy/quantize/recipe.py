@@ -60,8 +60,13 @@ class Recipe:
         }
 
 
+def _image(g: Graph) -> str:
+    """The image input the rules measure from: ``src`` (the contract's name), else the first."""
+    return "src" if "src" in g.inputs else g.inputs[0]
+
+
 def _stem(g: Graph) -> set[str]:
-    src = "src" if "src" in g.inputs else g.inputs[0]
+    src = _image(g)
     out, todo, seen = set(), [src], set()
     while todo:
         for n in g.consumers.get(todo.pop(), []):
@@ -153,7 +158,7 @@ def _spatial(g: Graph, tensor: str) -> tuple[int, int] | None:
 def _early(g: Graph, fraction: int = 8) -> set[str]:
     """Sizes are relative to the largest tensor an encoder Conv reads: the resolution the network
     works at (RVM with a downsample ratio runs its encoder on the downsampled frame, not ``src``)."""
-    src = "src" if "src" in g.inputs else g.inputs[0]
+    src = _image(g)
     sizes = {t: hw for t in g.value_info if (hw := _spatial(g, t)) and hw[0] * hw[1] > 1}
     if not sizes:
         return set()
@@ -185,8 +190,7 @@ def _pixels(g: Graph) -> set[str]:
 
 
 def _full_size(g: Graph) -> set[str]:
-    src = "src" if "src" in g.inputs else g.inputs[0]
-    full = _spatial(g, src)
+    full = _spatial(g, _image(g))
     return {n.name for n in g.nodes if n.op_type == "Conv" and full and _spatial(g, n.output[0]) == full}
 
 
