@@ -1,7 +1,8 @@
 """Calibrated ranges cached inside the bundle, keyed by everything that determines them.
 
-Key: model sha256, data fingerprint, method, --num, --seed, warm-up frames, held-out count and
-the recipe's calibration settings. Stored as ``BUNDLE/.calib-cache/<key>.json``; a second
+Key: model sha256, data fingerprint, method, the names of the images actually calibrated on (not
+``--num``/``--seed``, which only choose them: the histograms do not depend on image order), warm-up
+frames, held-out count and the recipe's calibration settings. Stored as ``BUNDLE/.calib-cache/<key>.json``; a second
 identical run reuses the ranges instead of calibrating again, after checking every field (a
 damaged or poisoned entry -- NaN, min > max, absurd magnitudes, wrong types, unknown tensors -- is
 set aside with a note and the ranges are computed again).
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,12 @@ def cache_key(**parts: Any) -> str:
     """Stable short key for the given (JSON-serialisable) parts."""
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def image_key(items: Iterable[Any]) -> str:
+    """Order-free key of the calibration images used (items with a ``name``): ``--num 100`` on a
+    16-image folder and ``--num 16`` use the same images, so they share the cached ranges."""
+    return hashlib.sha256("\0".join(sorted(it.name for it in items)).encode()).hexdigest()[:24]
 
 
 def cache_path(bundle_root: Path, key: str) -> Path:

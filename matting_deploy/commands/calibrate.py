@@ -1,4 +1,4 @@
-"""``matting-deploy calibrate --int8``: KL-calibrated Q/DQ INT8 model and TensorRT cache, or
+"""``matting-deploy calibrate --int8``: calibrated Q/DQ INT8 model and TensorRT cache, or
 (``--target cpu``) the onnxruntime-CPU INT8 model from the same statistics."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import click
 from ..bundle import CALIB_JSON, CPU_INT8_FILE, INT8_FILE, TRT_CACHE_FILE
 from ..bundle.trt_cache import DEFAULT_TRT_VERSION
 from ..errors import MattingDeployError
+from ..quantize import METHOD_HELP
 from .options import examples
 
 
@@ -27,8 +28,9 @@ from .options import examples
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="Images: PPM-100 layout, a plain folder, a folder of video frames or a video.")
 @click.option("--num", default=100, show_default=True, help="Calibration images to use.")
-@click.option("--method", type=click.Choice(["entropy", "minmax", "percentile"]),
-              default="entropy", show_default=True, help="Range calibration (entropy = KL).")
+@click.option("--method", type=click.Choice(list(METHOD_HELP)), default="entropy", show_default=True,
+              help="Activation ranges: " + "; ".join(f"{k}: {v}" for k, v in METHOD_HELP.items())
+              + " (each on 2048-bin histograms but minmax).")
 @click.option("--max-drift", type=float, default=None,
               help="Keep the most sensitive nodes in float until the alpha MSE drift vs FP32 on "
                    "held-out calibration images is below this.")

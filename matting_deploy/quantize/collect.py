@@ -1,8 +1,14 @@
 """Statistics collection: run calibration images through onnxruntime's calibrators, chunked.
 
 Only the tensors the chosen recipe will actually quantize are calibrated (that is most of the
-speed); entropy calibration uses order-free histograms (:class:`_FastCollector`) and the vectorised
-KL search of :mod:`.ranges`.
+speed). What each ``--method`` gives (``quantize.METHOD_HELP``):
+
+- ``entropy``: 2048-bin order-free histograms (:class:`_FastCollector`), KL thresholds (the
+  vectorised search of :mod:`.ranges`), then the recipe's range guard: with the default recipe
+  (guard 1) every tensor ends with the least-error symmetric INT8 range on its histogram, KL's
+  range only where it already is that range;
+- ``percentile``: the same histograms; the range is the 99.99th percentile of ``|x|`` (no guard);
+- ``minmax``: the observed min and max (no histogram, no guard).
 """
 
 from __future__ import annotations
@@ -24,13 +30,14 @@ from onnxruntime.quantization.calibrate import (
 from ..errors import MattingDeployError
 from ..fileio import temp_dir
 from .qdq import METHODS
-from .ranges import guard_ranges, kl_threshold
+from .ranges import guard_ranges, kl_threshold, percentile_range
 from .recipe import Recipe
 
 # 2048 histogram bins (as TensorRT's entropy calibrator) so KL can clip outliers; onnxruntime's
 # default of 128 leaves it almost no choice but the full min/max range.
 DEFAULT_CALIBRATOR_OPTIONS = {"entropy": {"num_bins": 2048, "num_quantized_bins": 128},
                               "percentile": {"num_bins": 2048, "percentile": 99.99}}
+GUARDED = ("entropy",)  # methods the recipe's range guard applies to
 
 
 def pow2_range(amax: float) -> float:
@@ -62,6 +69,11 @@ class _FastCollector(HistogramCollector):
     pairs, so the final histogram is the same for any order or chunking.
     """
 
+    def collect(self, name_to_arr):
+        # onnxruntime's percentile path collects |x| with first-chunk bins (order-dependent); both
+        # methods use the same signed, order-free histogram here.
+        return self.collect_value(name_to_arr)
+
     def collect_value(self, name_to_arr):
         if self.num_bins % 4:
             raise MattingDeployError(f"histogram bins must be a multiple of 4, got {self.num_bins}")
@@ -82,6 +94,14 @@ class _FastCollector(HistogramCollector):
                 hist += widen(old[0], int(round(np.log2(r / float(old[4])))))
             edges = np.linspace(-r, r, self.num_bins + 1, dtype=np.float32)
             self.histogram_dict[tensor] = (hist, edges, np.float32(lo), np.float32(hi), np.float32(r))
+
+    def compute_percentile(self):
+        """Symmetric ``percentile`` thresholds of ``|x|`` (onnxruntime's result layout)."""
+        out = {}
+        for t, h in self.histogram_dict.items():
+            lo, hi = percentile_range(h, self.percentile)
+            out[t] = (np.array(lo, np.float32), np.array(hi, np.float32), *h[:2])
+        return out
 
     def get_entropy_threshold(self, histogram, num_quantized_bins):
         return kl_threshold(histogram, num_quantized_bins)
@@ -155,6 +175,7 @@ def make_calibrator(fp32: Path, method: str, tensors: set[str], recipe: Recipe, 
         cal = _Percentile.__new__(_Percentile)
         cal.only = set(tensors)
         PercentileCalibrater.__init__(cal, fp32, None, aug, symmetric=True, **opts)
+        cal.collector = _FastCollector("percentile", True, cal.num_bins, 128, cal.percentile, "same")
     elif method == "minmax":
         cal = _MinMax.__new__(_MinMax)
         cal.only = set(tensors)
@@ -171,7 +192,8 @@ def collect_ranges(
 ) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
     """Run the calibration images through the calibrator in chunks.
 
-    Returns {tensor: (min, max)} after the recipe's range guard, and {tensor: 'method'|'mse'}.
+    Returns {tensor: (min, max)} (after the recipe's range guard for the :data:`GUARDED` methods),
+    and {tensor: 'method'|'mse'}.
     """
     with temp_dir("md-cal-") as tmp:
         cal = make_calibrator(fp32, method, tensors, recipe, tmp)
@@ -189,7 +211,7 @@ def collect_ranges(
         hists = cal.collector.histogram_dict if getattr(cal, "collector", None) else {}
     ranges = {name: (float(np.min(td.range_value[0])), float(np.max(td.range_value[1])))
               for name, td in data.items()}
-    return guard_ranges(ranges, hists, recipe.range_guard)
+    return guard_ranges(ranges, hists, recipe.range_guard if method in GUARDED else None)
 
 
 class _silenced:

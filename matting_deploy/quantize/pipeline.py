@@ -46,7 +46,7 @@ from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
 from ..runtimes.segmenter import segmenter
-from . import collect, cpu_target, implicit, qdq, sensitivity, typed
+from . import METHOD_HELP, collect, cpu_target, implicit, qdq, sensitivity, typed
 from .drift import CalibContext, fallback, progress_bar
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -162,7 +162,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         cpu = cpu_target.cpu_tensors(prepared, cpu_excl)
         key = ranges_cache.cache_key(
             collect="quantized+int8-outputs", histograms="pow2-order-free", stats=STATS_VERSION,
-            model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
+            model=model_sha, data=data_fp, method=method, images=ranges_cache.image_key(chosen), warmup=frames,
             holdout=len(held), **_bgm_key(extras, source, seg_bundle),
             recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
@@ -176,8 +176,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             cal_seconds, cached = entry.get("seconds"), True
         else:
             t = time.perf_counter()
-            echo(f"calibration: collecting {method} ranges of {len(tensors | outputs | cpu)} tensors on "
-                 f"{len(chosen)} images"
+            echo(f"calibration: {method} ranges ({METHOD_HELP[method]}) of {len(tensors | outputs | cpu)} "
+                 f"tensors on {len(chosen)} images"
                  + (f", {frames} frames each" if frames > 1 else ""))
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,

@@ -46,6 +46,23 @@ def kl_threshold(histogram, num_quantized_bins: int):
     return lo, hi
 
 
+def percentile_range(histogram, percentile: float) -> tuple[float, float]:
+    """Symmetric range (-a, a) with ``a`` the ``percentile`` of ``|x|`` on a signed histogram over
+    [-R, R] (its two halves folded onto [0, R]), clamped to the values seen, as onnxruntime's
+    ``compute_percentile`` clamps."""
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"percentile must be in 0..100, got {percentile}")
+    hist, edges = np.asarray(histogram[0]), np.asarray(histogram[1])
+    half = hist.size // 2
+    folded = hist[half:] + hist[:half][::-1]
+    total = folded.sum()
+    if total <= 0:
+        return float(histogram[2]), float(histogram[3])
+    idx = int(np.searchsorted(np.cumsum(folded) / total, percentile / 100.0))
+    amax = float(edges[half + min(idx + 1, half)])  # upper edge of the bin holding the percentile
+    return max(-amax, float(histogram[2])), min(amax, float(histogram[3]))
+
+
 def quant_error(hist: np.ndarray, edges: np.ndarray, amax: np.ndarray | float) -> np.ndarray:
     """Expected squared error of symmetric INT8 (scale amax/127) on a histogram, per amax.
 
