@@ -3,6 +3,7 @@ checked against the manifest's sha256 (the cache parsed by :mod:`matting_deploy.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,19 @@ def load_inputs(bundle_dir: str | os.PathLike, names: list[str] | None = None) -
     if not out.artifacts:
         raise MattingDeployError(f"{bundle.root}: no ONNX artifact to check")
     return out
+
+
+def calibrated_version(bundle_dir: str | os.PathLike) -> str | None:
+    """The TensorRT version calib.cache was headed for (calib.json ``tensorrt.cache_version``, what
+    ``calibrate --trt-version`` chose); None when the bundle is not calibrated for TensorRT."""
+    path = Path(bundle_dir) / CALIB_JSON
+    try:
+        info = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError) as e:
+        raise MattingDeployError(f"{path}: unreadable ({first_line(e)})") from None
+    section = info.get("tensorrt") if isinstance(info, dict) else None
+    version = section.get("cache_version") if isinstance(section, dict) else None
+    return version if isinstance(version, str) and version else None
 
 
 def check_bundle_dir(bundle_dir: str | os.PathLike, target: str, trt_version: str | None = None) -> CheckReport:

@@ -152,7 +152,9 @@ def _cache_rules(tgt: Target, views: dict, cache, tagged, int8_layers=None) -> l
 def render_table(report: CheckReport, max_nodes: int = 4) -> str:
     """The rules table: artifact, rule, pass/FAIL/n/a, offending nodes (first few), detail."""
     t = report.target
-    lines = [f"TensorRT target {t.name} ({t.version_text}; ONNX parser table {t.table})"]
+    int8 = ("implicit INT8: model.onnx + calib.cache" if t.implicit_int8
+            else "INT8: model.int8.onnx (Q/DQ), strongly typed")
+    lines = [f"TensorRT target {t.name} ({t.version_text}; ONNX parser table {t.table}; {int8})"]
     rows = [("artifact", "rule", "result", "offending nodes", "detail")]
     for r in report.results:
         nodes = ", ".join(r.nodes[:max_nodes]) + (f" (+{len(r.nodes) - max_nodes} more)"

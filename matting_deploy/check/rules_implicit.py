@@ -29,7 +29,10 @@ def cache_header(header: str, target: str | Target) -> RuleResult:
         return RuleResult("cache-header", True, [], f"{header.strip()} = TensorRT {tgt.version_text}")
     return RuleResult("cache-header", False, [header.strip()],
                       f"TensorRT {tgt.version_text} reads only a cache headed TRT-{tgt.cache_code}-<calibrator> "
-                      f"({', '.join(algorithms)}); it would skip this one")
+                      f"({', '.join(algorithms)}); it would skip this one as it is. `matting-deploy build` "
+                      f"re-heads it for the TensorRT it runs; for trtexec --calib or your own builder run "
+                      f"`calibrate --int8 --trt-version {tgt.version_text} --force` with the same --data "
+                      f"(it reuses the cached ranges)")
 
 
 def fused_output(view: ModelView, conv) -> list[str]:
