@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..runtimes import BACKENDS
-from .options import examples, split_list
+from .options import artifact_option, backend_option, examples
 
 
 @click.command(epilog=examples(
@@ -17,10 +16,9 @@ from .options import examples, split_list
     "matting-deploy bench --bundle bundles/rvm --artifacts fp32,int8-cpu --profile-ops 20",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--artifacts", help="Comma list, e.g. fp32,int8 (default: every ONNX artifact; "
-              "with --backend tensorrt every built engine).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
-              help="Engine: onnxruntime CPU/CUDA/TensorRT provider, or the bundle's built TensorRT engines.")
+@artifact_option(many=True, help=" (default: every ONNX artifact; with --backend tensorrt every built engine).")
+@backend_option(many=False, default="cpu", show_default=True,
+                help="Engine: onnxruntime CPU/CUDA/TensorRT provider, or the bundle's built TensorRT engines.")
 @click.option("--iters", type=click.IntRange(min=1), default=200, show_default=True,
               help="Timed calls per artifact (each paired with a bare engine call).")
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
@@ -44,7 +42,7 @@ def bench(bundle, artifacts, backend, iters, warmup, threads, anchor, profile_op
     if json_out:
         check_writable(Path(json_out), force)
         check_dir_writable(Path(json_out).parent)
-    result = run_bench(bundle, split_list(artifacts), backend, iters, warmup, threads,
+    result = run_bench(bundle, artifacts, backend, iters, warmup, threads,
                        log=click.echo, anchor=anchor, profile_runs=profile_ops)
     click.echo("\n" + format_table(result))
     if json_out:

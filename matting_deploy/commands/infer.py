@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..runtimes import BACKENDS
-from .options import examples
+from .options import artifact_option, backend_option, examples
 
 
 @click.command(epilog=examples(
@@ -16,10 +15,10 @@ from .options import examples
     "--out runs/bgm",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--artifact", default="fp32", show_default=True,
-              help="fp32, fp16 or int8 (with --backend tensorrt: the engine of that precision).")
-@click.option("--backend", type=click.Choice(BACKENDS), default="cpu", show_default=True,
-              help="Engine: onnxruntime CPU/CUDA/TensorRT provider, or a built TensorRT engine.")
+@artifact_option(many=False, default="fp32", show_default=True,
+                 help=" (with --backend tensorrt: the engine of that precision).")
+@backend_option(many=False, default="cpu", show_default=True,
+                help="Engine: onnxruntime CPU/CUDA/TensorRT provider, or a built TensorRT engine.")
 @click.option("--input", "input_path", type=click.Path(exists=True), required=True,
               help="An image, a folder of images or numbered frames (natural sort order) or a video (PyAV).")
 @click.option("--as", "as_", type=click.Choice(["video", "images"]),

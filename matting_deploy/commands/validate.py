@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from .options import examples, split_list
+from .options import artifact_option, backend_option, examples
 
 
 @click.command(epilog=examples(
@@ -21,12 +21,9 @@ from .options import examples, split_list
     required=True,
     help="PPM-100 layout (image/ + matte/), and/or clip folders (frames/ + matte/).",
 )
-@click.option("--artifacts", help="Comma list, e.g. fp32,fp16,int8 (default: every ONNX artifact).")
-@click.option(
-    "--backends",
-    help="Comma list of cpu, cuda, ort-trt, tensorrt (default: cpu plus every GPU backend "
-    "present; missing ones are skipped with a note).",
-)
+@artifact_option(many=True, help=" (default: every ONNX artifact).")
+@backend_option(many=True, help=" (default: cpu plus every GPU backend present; missing ones are skipped "
+                "with a note).")
 @click.option(
     "--limit", type=click.IntRange(min=1), help="Score only the first N images (and frames)."
 )
@@ -79,5 +76,4 @@ def validate(**kw: Any) -> None:
     """
     from ..validate.pipeline import run_validation
 
-    kw["artifacts"], kw["backends"] = split_list(kw["artifacts"]), split_list(kw["backends"])
     run_validation(**kw, log=click.echo)
