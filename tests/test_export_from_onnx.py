@@ -192,3 +192,40 @@ def test_official_modnet_layout_from_our_network(tmp_path):
     res = _modnet_from_onnx(source, out, 64, 96)
     assert res.exit_code == 0, res.output
     _check_modnet_bundle(source, out, 64, 96)
+
+
+def _with_qdq_on_src(path, out):
+    """The RVM-like graph with a Q/DQ pair on ``src`` (what an INT8 Q/DQ export looks like)."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.input[:] = ["src_dq" if n == "src" else n for n in node.input]
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(1 / 127, np.float32), "s"),
+                                    numpy_helper.from_array(np.array(0, np.int8), "z")])
+    qdq = [helper.make_node("QuantizeLinear", ["src", "s", "z"], ["src_q"]),
+           helper.make_node("DequantizeLinear", ["src_q", "s", "z"], ["src_dq"])]
+    nodes = [*qdq, *model.graph.node]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(out))
+    return out
+
+
+def test_from_onnx_refuses_a_quantized_or_fp16_graph(source, tmp_path):
+    qdq = _with_qdq_on_src(source, tmp_path / "qdq.onnx")
+    assert OrtRunner(qdq).session is not None  # a valid graph, just not FP32
+    res = CliRunner().invoke(main, ["export", "--model", "rvm", "--from-onnx", str(qdq), "--height", str(H),
+                                    "--width", str(W), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 2 and len(res.output.splitlines()) == 1, res.output
+    assert "already quantized (DequantizeLinear, QuantizeLinear nodes)" in res.output
+    assert not (tmp_path / "b").exists()
+    from onnxconverter_common import float16
+
+    official_modnet_like(tmp_path / "modnet.onnx")
+    half = float16.convert_float_to_float16(onnx.load(str(tmp_path / "modnet.onnx")), keep_io_types=False)
+    onnx.save(half, str(tmp_path / "half.onnx"))
+    res = CliRunner().invoke(main, ["export", "--model", "modnet", "--from-onnx", str(tmp_path / "half.onnx"),
+                                    "--height", "64", "--width", "64", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 2 and "an FP16 model; export needs the FP32 model" in res.output, res.output
+    assert not (tmp_path / "m").exists()

@@ -37,6 +37,25 @@ def load_source(path: str | os.PathLike) -> onnx.ModelProto:
         raise MattingDeployError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
 
 
+# Ops of a graph that is already quantized (Q/DQ or onnxruntime's integer operator format).
+QUANTIZED_OPS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
+                 "ConvInteger", "MatMulInteger")
+
+
+def refuse_reduced_precision(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """A quantized or FP16 graph is not an FP32 source: its "FP32" bundle would be the INT8/FP16
+    model compared with itself (parity 0). One line naming what was found."""
+    found = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
+    if found:
+        raise MattingDeployError(
+            f"{path}: already quantized ({', '.join(found)} nodes); export needs the FP32 model "
+            f"(calibrate --int8 makes the INT8 artifacts from it)")
+    half = onnx.TensorProto.FLOAT16
+    if any(t.data_type == half for t in model.graph.initializer) or any(
+            i.type.tensor_type.elem_type == half for i in model.graph.input):
+        raise MattingDeployError(f"{path}: an FP16 model; export needs the FP32 model (--fp16 makes the FP16 one)")
+
+
 def state_channels(model: onnx.ModelProto, path: str | os.PathLike) -> tuple[int, ...]:
     """Channels of r1..r4, read from the r1o..r4o output declarations."""
     names = {i.name for i in model.graph.input}
@@ -158,6 +177,7 @@ class Prepared:
 def prepare(kind: str, path: str | os.PathLike, height: int, width: int, ratio: float) -> Prepared:
     """Load ``path`` (``kind`` 'rvm' or 'modnet') and make it static at ``height`` x ``width``."""
     source = load_source(path)
+    refuse_reduced_precision(source, path)
     if kind == "modnet":
         model = modnet_to_contract(source, path, height, width)
         return Prepared(model, "mobilenetv2", None, ModnetSourceRunner(path),
