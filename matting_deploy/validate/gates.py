@@ -81,9 +81,16 @@ def protocol_mismatch(theirs: dict[str, Any], ours: dict[str, Any]) -> str | Non
         fields += (", and " if fields else "") + "the image names differ (digest)"
     options = {**MUST_MATCH, **EXPLAINS}
     hints = "/".join(dict.fromkeys(options[k] for k in keys if options[k].startswith("--")))
-    how = (f"rerun with the reference's {hints} on the same data" if hints
-           else "use the reference's bundle, --data and --limit")
-    return f"reference was measured differently: {fields}; {how}"
+    hows = []
+    if "model" in keys or "input" in keys:  # no option of this run fixes these: another bundle does
+        size = "x".join(map(str, theirs["input"])) if isinstance(theirs.get("input"), list) else theirs.get("input")
+        hows.append(f"use a bundle of the reference's model at its input size ({theirs.get('model')}, {size}; "
+                    "export --height/--width) or a reference made with this bundle")
+    if hints:
+        hows.append(f"rerun with the reference's {hints} on the same data")
+    if not hows:  # only the images differ
+        hows.append("use the reference's --data")
+    return f"reference was measured differently: {fields}; {'; '.join(hows)}"
 
 
 UPPER = {"mse": 1.0, "mad": 1.0, "miou": 1.0}  # alphas are in [0, 1]: these cannot exceed 1
