@@ -137,3 +137,20 @@ def test_fingerprint_tracks_content_not_location(tmp_path):
     assert fingerprint(find_source(one)) == fingerprint(find_source(two))
     Image.fromarray(_rgb(9)).save(two / "a_rgb.jpg", quality=95)
     assert fingerprint(find_source(one)) != fingerprint(find_source(two))
+
+
+def test_a_folder_without_images_lists_the_accepted_kinds(tmp_path):
+    from matting_deploy.data.imaging import IMAGE_EXTS
+    from matting_deploy.data.sources import find_source
+    from matting_deploy.data.video import VIDEO_EXTS
+    from matting_deploy.errors import MattingDeployError
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("no pictures here")
+    (folder / "photo.heic").write_bytes(b"\0")
+    with pytest.raises(MattingDeployError) as e:
+        find_source(folder)
+    msg = str(e.value)
+    assert msg.startswith(f"{folder}: no calibration images found (accepted:") and "\n" not in msg
+    assert all(ext in msg for ext in (*IMAGE_EXTS, *VIDEO_EXTS)) and "image/" in msg

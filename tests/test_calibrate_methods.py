@@ -79,3 +79,11 @@ def test_ranges_cache_is_keyed_on_the_images_used_not_on_num(rvm_setup):
 def test_percentile_range_checks_its_argument():
     with pytest.raises(ValueError):
         ranges.percentile_range((np.ones(4), np.linspace(-1, 1, 5), -1.0, 1.0), 101)
+
+
+def test_calibrate_on_a_folder_without_images_lists_the_extensions(tmp_path):
+    bundle_dir = make_calib_bundle(tmp_path / "b")
+    (tmp_path / "empty").mkdir()
+    res = run_cli("--bundle", bundle_dir, "--data", tmp_path / "empty")
+    assert res.exit_code == 2 and len(res.output.splitlines()) == 1
+    assert "no calibration images found (accepted: .jpg .jpeg .png" in res.output and ".mp4" in res.output

@@ -82,7 +82,12 @@ def find_source(data: str | os.PathLike) -> CalibSource:
 
 def _checked(source: CalibSource) -> CalibSource:
     if not source.items:
-        raise MattingDeployError(f"{source.root}: no calibration images found")
+        if source.kind == "video":
+            raise MattingDeployError(f"{source.root}: no calibration images found (the video has no frames)")
+        where = "in image/ " if is_ppm_layout(source.root) else ""
+        raise MattingDeployError(
+            f"{source.root}: no calibration images found {where}(accepted: {' '.join(IMAGE_EXTS)} files, "
+            f"numbered frames, the PPM-100 layout with image/, or a video file: {' '.join(VIDEO_EXTS)})")
     return source
 
 
