@@ -221,9 +221,10 @@ def test_input_type_outside_the_table_fails():
 
 def test_resize_mode_pad_mode_and_non_constant_axes_fail():
     m = fp32_model()
-    m.graph.node.append(helper.make_node("Resize", ["src", "", "scales"], ["big"], name="cubic", mode="cubic"))
+    m.graph.node.append(helper.make_node("Resize", ["src", "", "scales"], ["big"], name="crop",
+                                         coordinate_transformation_mode="tf_crop_and_resize"))
     r = attribute_support(m, "tensorrt-11")
-    assert r.ok is False and r.nodes == ["cubic"] and "mode=cubic" in r.detail
+    assert r.ok is False and r.nodes == ["crop"] and "coordinate_transformation_mode=tf_crop_and_resize" in r.detail
     pads = const("pads", [0, 0, 1, 1, 0, 0, 1, 1], np.int64)
     pad = make([helper.make_node("Pad", ["x", "pads"], ["y"], name="pad_wrap", mode="wrap")],
                [vi("x", [1, 3, 4, 4])], [vi("y", [1, 3, 6, 6])], [pads], opset=19)

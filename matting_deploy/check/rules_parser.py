@@ -47,12 +47,30 @@ def op_support(model: Model, target: str | Target) -> RuleResult:
 
 
 def _resize_problems(view: ModelView, node) -> list[str]:
+    """Resize attributes the importer refuses (``tensorrt_support.json`` attributes.Resize.sources):
+
+    - modes nearest, linear and cubic (cubic is imported by 8.5-10.1 although operators.md lists
+      only nearest and linear: builtin_op_importers.cpp 8.5-GA:3712, @6ba67d3428e0:3746;
+      onnxOpImporters.cpp @eb43908b02a2:4371, 10.1-GA:4404);
+    - opset >= 11: tf_half_pixel_for_nn only with nearest_mode round_prefer_floor
+      (builtin_op_importers.cpp 8.5-GA:3736, @6ba67d3428e0:3770; onnxOpCheckers.cpp
+      @eb43908b02a2:573, 10.1-GA:575);
+    - constant scales: linear resizes at most the innermost 3 axes, cubic the innermost 2
+      (canUseNDResize: builtin_op_importers.cpp 8.5-GA:3848/3854; onnxOpImporters.cpp 10.1-GA:4614/4620).
+    """
     spec = support_data()["attributes"]["Resize"]
-    out = []
-    for name, allowed in spec["allowed"].items():
-        value = attr(node, name, spec["defaults"][name])
-        if value not in allowed:
-            out.append(f"{name}={value}")
+    values = {name: attr(node, name, default) for name, default in spec["defaults"].items()}
+    out = [f"{name}={values[name]}" for name, allowed in spec["allowed"].items() if values[name] not in allowed]
+    if view.opset >= 11:
+        ctm = values["coordinate_transformation_mode"]
+        need = spec["nearest_mode_for"].get(ctm)
+        if need is not None and values["nearest_mode"] not in need:
+            out.append(f"nearest_mode={values['nearest_mode']} with {ctm} (only {', '.join(need)})")
+    inner = spec["scaled_axes"].get(values["mode"])
+    idx = 2 if view.opset >= 11 else 1  # scales
+    scales = view.constant(node.input[idx]) if len(node.input) > idx and node.input[idx] else None
+    if inner is not None and scales is not None and scales.size > inner and (scales.ravel()[:-inner] != 1).any():
+        out.append(f"{values['mode']} resize outside the innermost {inner} axes (scales {scales.ravel().tolist()})")
     return out
 
 
@@ -76,6 +94,26 @@ def _constant_input_problems(view: ModelView, node, target: Target) -> list[str]
     return out
 
 
+def _initializer_input_problems(view: ModelView, node, target: Target) -> list[str]:
+    """Inputs an importer needs as initializers whatever its table row says: InstanceNormalization's
+    scale and B below 10.0 (builtin_op_importers.cpp 8.5-GA:2195/2198; 8.6's default plugin path,
+    onnx2trt_utils.cpp @6ba67d3428e0:1241/1244)."""
+    rule = support_data()["attributes"]["initializer_inputs"].get(node.op_type)
+    if not isinstance(rule, dict) or target.version >= tuple(rule["until"]):
+        return []
+    return [f"{name} input '{node.input[i]}' not an initializer" for name, i in rule["inputs"].items()
+            if len(node.input) > i and node.input[i] and not view.is_constant(node.input[i])]
+
+
+def _qdq_scale_problems(view: ModelView, node) -> list[str]:
+    """A constant Q/DQ scale must be all positive (builtin_op_importers.cpp 8.5-GA:1222,
+    @6ba67d3428e0:1197; onnxOpImporters.cpp @eb43908b02a2:1367, 10.1-GA:1404)."""
+    scale = view.constant(node.input[1]) if len(node.input) > 1 else None
+    if scale is None or (scale > 0).all():
+        return []
+    return [f"scale '{node.input[1]}' not all positive (min {float(scale.min()):g})"]
+
+
 def _cast_problems(view: ModelView, node, target: Target) -> list[str]:
     types = target.ops().get("Cast", {}).get("types", [])
     to = attr(node, "to")
@@ -84,18 +122,20 @@ def _cast_problems(view: ModelView, node, target: Target) -> list[str]:
 
 
 def attribute_support(model: Model, target: str | Target) -> RuleResult:
-    """Resize modes, Pad mode, Cast target type and inputs that must be constants (where the
-    target's table says so)."""
+    """Resize modes and axes, Pad mode, Cast target type, positive Q/DQ scales and inputs that must be
+    constants (where the target's table or importer says so)."""
     view, tgt = as_view(model), as_target(target)
     bad, why = [], []
     for node in view.nodes:
-        problems = _constant_input_problems(view, node, tgt)
+        problems = _constant_input_problems(view, node, tgt) + _initializer_input_problems(view, node, tgt)
         if node.op_type == "Resize":
             problems += _resize_problems(view, node)
         elif node.op_type == "Pad":
             problems += _pad_problems(view, node, tgt)
         elif node.op_type == "Cast":
             problems += _cast_problems(view, node, tgt)
+        elif node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            problems += _qdq_scale_problems(view, node)
         if problems:
             bad.append(label(node))
             why.append(f"{label(node)}: {', '.join(problems)}")

@@ -3,7 +3,10 @@
 The JSON file is data, each part with its source and date: the ONNX parser's operator tables
 (onnx-tensorrt ``docs/operators.md`` at the commit each TensorRT release pins), attribute limits,
 quantization facts (``NvInfer.h``, the parser's Q/DQ importer, NVIDIA ModelOpt) and the calibration
-cache header. :func:`parse_operators_md` turns a new ``operators.md`` into a table for that file.
+cache header. :func:`parse_operators_md` turns a new ``operators.md`` into a table for that file
+(tests/test_parser_rules.py regenerates the stored 8.6 and 10.1 tables from the real files). Where an
+importer's code is stricter or looser than its row (Resize cubic, InstanceNormalization initializers,
+positive Q/DQ scales), the ``attributes``/``quantization`` sections say so with file, commit and line.
 """
 
 from __future__ import annotations
