@@ -49,7 +49,8 @@ def test_methods_give_different_ranges_and_say_what_they_are(rvm_setup):
         assert res.exit_code == 0, res.output
         assert f"calibration: {method} ranges ({METHOD_HELP[method]})" in res.output
         info = calibrated(bundle_dir)
-        assert info["method"] == method
+        assert info["method"] == method and info["ranges"] == METHOD_HELP[method]
+        assert info["range_guard_applied"] is (method == "entropy")
         got[method] = {k: (v["min"], v["max"]) for k, v in info["tensors"].items()}
         if method != "entropy":  # the least-error guard belongs to the entropy method only
             assert all(v.get("range_from", "method") == "method" for v in info["tensors"].values())

@@ -243,7 +243,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             role[conv["input"]].append("input")
             role[conv["output"]].append("output")
         summary = {
-            "method": method,
+            "method": method, "ranges": METHOD_HELP[method], "range_guard_applied": method in collect.GUARDED,
             "calibrator": {**collect.DEFAULT_CALIBRATOR_OPTIONS.get(method, {}),
                            **recipe.calibrator_options.get(method, {})},
             "symmetric": True, "per_channel_weights": True, "format": "QDQ",
