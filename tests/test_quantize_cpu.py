@@ -232,7 +232,7 @@ def test_target_cpu_first_then_tensorrt_reuses_and_keeps_the_cpu_section(tmp_pat
     data = make_images(tmp_path / "data")
     res = cli("calibrate", "--int8", "--target", "cpu", "--bundle", tmp_path / "b", "--data", data, "--num", 4)
     assert res.exit_code == 0, res.output
-    assert "collecting entropy ranges" in res.output and not (tmp_path / "b" / "model.int8.onnx").exists()
+    assert "calibration: entropy ranges (" in res.output and not (tmp_path / "b" / "model.int8.onnx").exists()
     cpu_sha = sha256_file(tmp_path / "b" / "model.int8-cpu.onnx")
     _no_calibration(monkeypatch)
     res = cli("calibrate", "--int8", "--bundle", tmp_path / "b", "--data", data, "--num", 4)
