@@ -10,7 +10,6 @@ from collections.abc import Callable
 import click
 
 from .. import runtimes
-from ..bundle import layout
 
 
 def examples(*lines: str) -> str:
@@ -25,15 +24,23 @@ def split_list(text: str | None) -> list[str] | None:
 
 
 class AliasedOption(click.Option):
-    """An option with extra spellings that the help leaves out (it shows the first name only)."""
+    """An option with extra spellings that the help leaves out (it shows the first name only);
+    ``help_names``: a function whose names fill ``{names}`` in the help when it is shown (so
+    defining a command imports nothing heavy)."""
+
+    def __init__(self, *args, help_names: Callable[[], tuple[str, ...]] | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.help_names = help_names
 
     def get_help_record(self, ctx: click.Context):
-        opts = self.opts
+        opts, text = self.opts, self.help
         self.opts = opts[:1]
+        if self.help_names is not None and text:
+            self.help = text.replace("{names}", ", ".join(self.help_names()))
         try:
             return super().get_help_record(ctx)
         finally:
-            self.opts = opts
+            self.opts, self.help = opts, text
 
 
 def backend_names() -> tuple[str, ...]:
@@ -42,7 +49,10 @@ def backend_names() -> tuple[str, ...]:
 
 
 def artifact_names() -> tuple[str, ...]:
-    """Every ONNX artifact a bundle can hold (``bundle.layout.ARTIFACT_FILES``)."""
+    """Every ONNX artifact a bundle can hold (``bundle.layout.ARTIFACT_FILES``; imported when asked:
+    the bundle package pulls numpy, which a command's definition must not)."""
+    from ..bundle import layout
+
     return tuple(layout.ARTIFACT_FILES)
 
 
@@ -82,10 +92,9 @@ def artifact_option(*, many: bool, help: str = "", **kw) -> Callable:
     """``--artifact`` (one name) or ``--artifacts`` (a comma list, given to the command as a list or
     None); either spelling is accepted. Names are checked against the bundle by the stage (engines
     may be named by precision or ``trt-<precision>``)."""
-    names = ", ".join(artifact_names())
     if many:
         return click.option(*_spellings("artifact", True), "artifacts", cls=AliasedOption,
                             callback=_checked_list(None, "artifact"), metavar="LIST",
-                            help=f"Comma list of {names}{help}", **kw)
+                            help="Comma list of {names}" + help, help_names=artifact_names, **kw)
     return click.option(*_spellings("artifact", False), "artifact", cls=AliasedOption, callback=_one,
-                        metavar="NAME", help=f"One of {names}{help}", **kw)
+                        metavar="NAME", help="One of {names}" + help, help_names=artifact_names, **kw)
