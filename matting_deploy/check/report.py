@@ -30,12 +30,11 @@ ARTIFACT_FILES = {**BUNDLE_FILES, "cache": TRT_CACHE_FILE}
 
 
 def default_fp32_ops() -> tuple[str, ...]:
-    """Ops the FP16 artifacts keep in FP32 by design (the export's FP16 converter's block list)."""
-    from onnxconverter_common import float16
+    """Ops the FP16 artifacts keep in FP32 by design (the export's FP16 converter's block list; the
+    build plan pins the same ops to FP32: :func:`matting_deploy.bundle.trt_plan.fp32_ops`)."""
+    from ..bundle.trt_plan import fp32_ops
 
-    from ..bundle.layout import FP32_OPS
-
-    return tuple(sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)))
+    return fp32_ops()
 
 
 @dataclass

@@ -12,6 +12,7 @@ import onnx
 
 from ..bundle import TRT_CACHE_FILE, Bundle
 from ..bundle.trt_cache import int8_convs, read_cache
+from ..bundle.trt_plan import recurrent_nodes
 from ..check import int8_mac_share
 from ..check.emulate import implicit_emulation
 from ..runtimes.onnxruntime_runner import OrtRunner
@@ -35,8 +36,10 @@ def _inputs(bundle: Bundle):
 
 def open_emulated(bundle: Bundle, threads: int = 0) -> OrtRunner:
     """An onnxruntime CPU runner on the emulation model (built in memory, loaded from a temp file);
-    ``threads``: onnxruntime's intra-op threads (0: its default)."""
-    model = implicit_emulation(*_inputs(bundle))
+    ``threads``: onnxruntime's intra-op threads (0: its default). The recurrent update stays FP32, as
+    the build plan pins it."""
+    model, scales, layers = _inputs(bundle)
+    model = implicit_emulation(model, scales, layers, fp32_nodes=recurrent_nodes(model, bundle.states))
     with tempfile.TemporaryDirectory(prefix="md-emu-") as tmp:
         path = Path(tmp) / "implicit-emulated.onnx"
         onnx.save(model, str(path))
