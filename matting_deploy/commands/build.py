@@ -32,10 +32,13 @@ from .options import examples
 def build(bundle, precision, workspace, timing_cache, device, force, trtexec, trt_version):
     """Build model.<precision>.engine in the bundle with TensorRT and record it in the manifest.
 
-    TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
-    for the running TensorRT), layers outside the INT8 recipe pinned to FP16.
-    TensorRT >= 10.1: INT8 from the Q/DQ model.int8.onnx; 11.x: FP16 from model.fp16.onnx.
+    TensorRT 8.5/8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
+    for the running TensorRT), calib.json's Convs INT8 with float outputs, the FP32 layers FP32,
+    nothing else INT8 (obey precision constraints). TensorRT >= 10.1: INT8 from the Q/DQ
+    model.int8.onnx; >= 10.12: FP16 from model.fp16.onnx (strongly typed). TF32 off.
     The file built from is checked against the running TensorRT's rules first (see 'check').
+    With --trtexec --trt-version X.Y.Z nothing is built: the same plan is printed as a trtexec
+    command and written into the bundle (trtexec.<precision>.<version>.sh).
     """
     from ..check.gate import check_build
 
