@@ -147,3 +147,23 @@ def test_trtexec_refuses_a_layer_name_it_cannot_spell():
     ok = BuildPlan("fp16", "fp32", "model.onnx", "m", "8.6.1", ("FP16",),
                    rules=(LayerRule("a:b", "Div", "fp32", "fp32", "fp32-op"),))
     assert "--layerPrecisions=a:b:fp32" in trtexec_args(ok, None)  # trtexec splits at the last ':'
+
+
+def test_an_int8_conv_the_parser_renamed_fails_naming_it(tmp_path):
+    """The plan is made from one graph; the network TensorRT parsed calls the Conv 'conv1_0'."""
+    model = _hardswish_model()
+    rules = layer_rules(model, [("r_in", "r_out")], {"src": 0.1, "c": 0.1, "a": 0.1, "d": 0.1}, {"conv1": "a"})
+    plan = BuildPlan("int8", "fp32", "m.onnx", "test", "8.6.1", ("INT8", "FP16"), rules=tuple(rules),
+                     nodes=frozenset(n.name for n in model.graph.node))
+    model.graph.node.insert(0, helper.make_node("Identity", ["src"], ["src2"], name="conv1"))
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    trt = fake_tensorrt([], version="8.6.1.6")
+    network = types.SimpleNamespace(layers=[], num_layers=0, num_inputs=0, inputs=[], strongly_typed=False,
+                                    get_layer=lambda i: network.layers[i])
+    trt.OnnxParser(network, None).parse_from_file(str(path))
+    assert "conv1_0" in {layer.name for layer in network.layers}
+    with pytest.raises(MattingDeployError, match="INT8 Conv 'conv1' of calib.json is not a convolution layer"):
+        apply_plan(trt, network, plan)
+    with pytest.raises(MattingDeployError, match="'conv1' shares its name"):
+        layer_rules(model, [("r_in", "r_out")], {"src": 0.1, "c": 0.1, "a": 0.1, "d": 0.1}, {"conv1": "a"})

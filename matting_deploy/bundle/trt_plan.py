@@ -120,6 +120,26 @@ def layer_names(node: str, plan_nodes: frozenset[str], layer: str) -> bool:
     return m is not None and m.group(1) == node and layer not in plan_nodes
 
 
+def parser_name(node) -> str:
+    """The layer name TensorRT's ONNX parser gives a node's (first) layer: its name, or
+    ``node_of_<first output>`` when it has none (onnx-tensorrt ``getNodeName``, 8.5-GA ... 10.x)."""
+    return node.name if node.name or not node.output else f"node_of_{node.output[0]}"
+
+
+def _unique(model: onnx.ModelProto, rules: list[LayerRule]) -> None:
+    """A constrained layer must keep its node's name: the parser renames a layer whose name another
+    layer took first (a node of the same name, or a weight made a constant layer of that name)."""
+    seen: dict[str, int] = {}
+    for n in model.graph.node:
+        seen[parser_name(n)] = seen.get(parser_name(n), 0) + 1
+    weights = {i.name for i in model.graph.initializer}
+    clash = [r.node for r in rules if seen.get(r.node, 0) > 1 or r.node in weights]
+    if clash:
+        raise MattingDeployError(
+            f"ONNX node '{clash[0]}' shares its name with another node or a weight: TensorRT's parser would rename "
+            f"its layer and the build could not constrain it ({len(clash)} such); give the nodes unique names")
+
+
 def recurrent_nodes(model: onnx.ModelProto, states) -> set[str]:
     """Nodes on a path from a state input to its own state output (RVM's recurrent update, which
     model.int8.onnx keeps FP32); ``states``: StateSpecs or (input, output) pairs."""
@@ -172,17 +192,18 @@ def layer_rules(model: onnx.ModelProto, states, scales: dict[str, float] | None 
         outs = [t for t in n.output if t and types.get(t, FLOAT[0]) in FLOAT]
         if not outs:
             continue
-        in32 = n.name in keep32
+        in32, name = n.name in keep32, parser_name(n)
         if int8 is not None and n.name in int8:
-            rules.append(LayerRule(n.name, n.op_type, "int8", "fp32" if in32 else "fp16", "int8-conv"))
+            rules.append(LayerRule(name, n.op_type, "int8", "fp32" if in32 else "fp16", "int8-conv"))
         elif n.op_type in ops32 or in32:
-            rules.append(LayerRule(n.name, n.op_type, "fp32", "fp32", "fp32-op" if n.op_type in ops32
+            rules.append(LayerRule(name, n.op_type, "fp32", "fp32", "fp32-op" if n.op_type in ops32
                                    else "recurrent-update"))
         elif scales is not None and ins and all(t in scales for t in ins):
             if n.op_type in CONVS:  # an INT8-input Conv may write float: its precision must be pinned
-                rules.append(LayerRule(n.name, n.op_type, "fp16", None, "float-conv"))
+                rules.append(LayerRule(name, n.op_type, "fp16", None, "float-conv"))
             elif all(t in scales for t in outs):
-                rules.append(LayerRule(n.name, n.op_type, None, "fp16", "float-output"))
+                rules.append(LayerRule(name, n.op_type, None, "fp16", "float-output"))
+    _unique(model, rules)
     return rules
 
 
@@ -226,7 +247,8 @@ def plan_build(bundle, precision: str, trt_version: str, rules: bool = True) -> 
         scales = read_cache(bundle.file_path(TRT_CACHE_FILE)).scales
         int8 = implicit_int8_convs(bundle.root, model, scales)
     found = layer_rules(model, bundle.states, scales, int8)
-    return BuildPlan(**{**plan.__dict__, "rules": tuple(found), "nodes": frozenset(n.name for n in model.graph.node)})
+    return BuildPlan(**{**plan.__dict__, "rules": tuple(found),
+                        "nodes": frozenset(parser_name(n) for n in model.graph.node)})
 
 
 def implicit_int8_convs(root: Path, model: onnx.ModelProto, scales: dict[str, float]) -> dict[str, str]:
