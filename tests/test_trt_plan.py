@@ -167,3 +167,18 @@ def test_an_int8_conv_the_parser_renamed_fails_naming_it(tmp_path):
         apply_plan(trt, network, plan)
     with pytest.raises(MattingDeployError, match="'conv1' shares its name"):
         layer_rules(model, [("r_in", "r_out")], {"src": 0.1, "c": 0.1, "a": 0.1, "d": 0.1}, {"conv1": "a"})
+
+
+def test_emulation_keeps_the_planned_fp32_layers_fp32():
+    """The implicit emulation computes what the plan asks: the recurrent update and the FP32 ops
+    are not rounded to FP16, the INT8 Conv's input is fake-quantized, the activation is rounded."""
+    from matting_deploy.check.emulate import implicit_emulation
+
+    model = _hardswish_model()
+    scales = {"src": 0.1, "c": 0.1, "a": 0.1, "d": 0.1}
+    emu = implicit_emulation(model, scales, {"conv1"}, fp32_nodes=recurrent_nodes(model, [("r_in", "r_out")]))
+    rounded = {n.input[0].removesuffix("__fp32") for n in emu.graph.node
+               if n.op_type == "Cast" and n.input[0].endswith("__fp32")}
+    assert "a" in rounded and "d" in rounded
+    assert not {"s", "r_out", "m"} & rounded
+    assert any(n.op_type == "QuantizeLinear" and n.input[0] == "src" for n in emu.graph.node)

@@ -32,7 +32,6 @@ from .trt_logger import capture, trt_logger
 __all__ = ["CALIBRATORS", "BuildPlan", "build_engine", "cuda_gpu", "make_cache_calibrator", "plan_build",
            "version_tuple"]
 
-Plan = BuildPlan  # the name earlier callers used
 CALIB_CACHE = TRT_CACHE_FILE
 # calib.cache header algorithm -> the TensorRT calibrator interface that reads it.
 CALIBRATORS = {
@@ -164,7 +163,7 @@ def build_engine(
     force: bool = False,
     log: Callable[[str], None] = print,
     device: int = 0,
-    precheck: Callable[[Plan, str], None] | None = None,
+    precheck: Callable[[BuildPlan, str], None] | None = None,
 ) -> Path:
     """Build ``model.<precision>.engine`` on CUDA device ``device`` and record it in the manifest.
 
