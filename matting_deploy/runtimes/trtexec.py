@@ -117,7 +117,10 @@ def write_trtexec(bundle_dir: str | os.PathLike, precision: str, trt_version: st
             args = trtexec_args(plan, calib, timing_cache or "trtexec-timing.cache", device)
             (stage / name).write_text(_script(plan, args))
             (stage / name).chmod(0o755)
+            made_from = {"source": plan.onnx_file, "source_sha256": bundle.manifest["files"][plan.onnx_file]["sha256"]}
+            if plan.calib_cache:  # a new calibration makes this script stale: the hashes tell
+                made_from["calib_cache_sha256"] = bundle.manifest["files"][TRT_CACHE_FILE]["sha256"]
             bundle.add_file(name, folder=stage, kind="trtexec-command", precision=precision, tensorrt=trt_version,
-                            source=plan.onnx_file, mode=plan.mode, layer_constraints=plan.counts())
+                            mode=plan.mode, layer_constraints=plan.counts(), **made_from)
             commit(bundle.root, stage, bundle.manifest, files)
     return bundle.root / name, args
