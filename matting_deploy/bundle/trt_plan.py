@@ -42,6 +42,9 @@ FLOAT = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 CONVS = ("Conv", "ConvTranspose")
 FP16_STRONGLY_TYPED = (10, 12)  # BuilderFlag::kFP16 "Deprecated in TensorRT 10.12. Superseded by strong typing."
 EXPLICIT_INT8 = (10, 1)  # implicit INT8 (calibrators) deprecated from 10.1
+# The bundle artifact implicit INT8 (and weakly typed FP16) parses: the one place to change if
+# calibrate names another FP32 ONNX for it (e.g. with adjusted weights); its file is the manifest's.
+IMPLICIT_SOURCE = "fp32"
 
 
 def fp32_ops() -> tuple[str, ...]:
@@ -223,11 +226,11 @@ def plan_build(bundle, precision: str, trt_version: str, rules: bool = True) -> 
         kw = dict(artifact="fp16", mode="strongly typed model.fp16.onnx (FP16 flag deprecated from 10.12)",
                   strongly_typed=True)
     elif precision == "fp16":
-        kw = dict(artifact="fp32", mode="FP16 flag on model.onnx, FP32 layers pinned", flags=("FP16",))
+        kw = dict(artifact=IMPLICIT_SOURCE, mode="FP16 flag on model.onnx, FP32 layers pinned", flags=("FP16",))
     elif ver >= EXPLICIT_INT8:
         kw = dict(artifact="int8", mode="explicit INT8: Q/DQ model.int8.onnx, strongly typed", strongly_typed=True)
     else:
-        kw = dict(artifact="fp32", mode="implicit INT8: INT8+FP16 flags, scales from calib.cache, "
+        kw = dict(artifact=IMPLICIT_SOURCE, mode="implicit INT8: INT8+FP16 flags, scales from calib.cache, "
                   "INT8 Convs and FP32 layers constrained", flags=("INT8", "FP16"), calib_cache=True)
     if kw["artifact"] not in bundle.artifacts:
         how = {"fp16": "export with --fp16", "int8": "run 'matting-deploy calibrate --int8'"}
@@ -265,7 +268,7 @@ def implicit_int8_convs(root: Path, model: onnx.ModelProto, scales: dict[str, fl
         node = nodes.get(conv)
         if node is None or node.op_type not in CONVS:
             raise MattingDeployError(f"{Path(root) / CALIB_JSON}: INT8 Conv '{conv}' is not a Conv of "
-                                     f"{ARTIFACT_FILES['fp32']} (calibrated for another model?)")
+                                     f"{ARTIFACT_FILES[IMPLICIT_SOURCE]} (calibrated for another model?)")
         missing = [t for t in (node.input[0], node.output[0], fused) if t not in scales]
         if missing:
             raise MattingDeployError(

@@ -12,7 +12,7 @@ import onnx
 
 from ..bundle import TRT_CACHE_FILE, Bundle
 from ..bundle.trt_cache import int8_convs, read_cache
-from ..bundle.trt_plan import recurrent_nodes
+from ..bundle.trt_plan import IMPLICIT_SOURCE, recurrent_nodes
 from ..check import int8_mac_share
 from ..check.emulate import implicit_emulation
 from ..runtimes.onnxruntime_runner import OrtRunner
@@ -30,7 +30,7 @@ def emulated_job(bundle: Bundle, artifacts: list[str], jobs: list[Job]) -> Job |
 
 
 def _inputs(bundle: Bundle):
-    model = onnx.load(str(bundle.verify("fp32")))
+    model = onnx.load(str(bundle.verify(IMPLICIT_SOURCE)))  # what the implicit build parses
     return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_convs(bundle.root)
 
 
