@@ -379,7 +379,7 @@ def test_cpu_int8_artifact_is_reported_not_failed(clean):
 
 def test_int8_mac_share_counts_conv_macs():
     # conv1: 4x8x8 outputs x 3x3x3 = 6912 MACs; conv2: 1x8x8 x 4x3x3 = 2304
-    share = int8_mac_share(fp32_model(), {"src": 0.1, "a1": 0.1})
+    share = int8_mac_share(fp32_model(), {"src": 0.1, "c1": 0.1, "a1": 0.1})  # input, raw and fused output
     assert (share["int8_macs"], share["total_macs"], share["int8_convs"]) == (6912, 9216, 1)
     assert share["share"] == pytest.approx(0.75)
     assert int8_mac_share(qdq_model(conv2_float_input=True))["share"] == pytest.approx(0.75)

@@ -231,7 +231,9 @@ def test_build_refuses_to_overwrite_an_engine(rvm):
         ("8.6.1", "int8", "fp32", ("INT8", "FP16"), False, True),
         ("10.0.1", "int8", "fp32", ("INT8", "FP16"), False, True),
         ("10.1.0", "int8", "int8", (), True, False),
-        ("10.13.2", "fp16", "fp32", ("FP16",), False, False),
+        ("10.11.0", "fp16", "fp32", ("FP16",), False, False),
+        ("10.12.0", "fp16", "fp16", (), True, False),  # the FP16 flag is deprecated from 10.12
+        ("10.13.2", "fp16", "fp16", (), True, False),
         ("11.0.0", "fp16", "fp16", (), True, False),
         ("11.2.0", "int8", "int8", (), True, False),
     ],
@@ -243,7 +245,7 @@ def test_build_plan_per_tensorrt_version(
     bundle = Bundle.open(root)
     bundle.manifest["artifacts"]["fp16"] = "model.onnx"  # stands in for model.fp16.onnx
     (root / "calib.cache").write_text("TRT-8601-EntropyCalibration2\nsrc: 3c010204\n")
-    plan = trt_build.plan_build(bundle, precision, version)
+    plan = trt_build.plan_build(bundle, precision, version, rules=False)
     assert (plan.artifact, plan.flags, plan.strongly_typed, plan.calib_cache) == (
         artifact, flags, strongly_typed, cache)
 

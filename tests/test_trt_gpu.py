@@ -6,8 +6,6 @@ import ctypes
 import json
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 from click.testing import CliRunner
 
@@ -36,54 +34,29 @@ def trt_env():
     return _gpu_or_skip()
 
 
-def _calib_cache(bundle_root, seq) -> None:
-    """A calib.cache for the tiny graph: max |x| / 127 of every tensor over ``seq`` (FP32 ORT)."""
-    import struct
-
-    model = onnx.load(str(bundle_root / "model.onnx"))
-    known = {o.name for o in model.graph.output}
-    for node in model.graph.node:
-        for name in node.output:
-            if name not in known:
-                model.graph.output.append(onnx.ValueInfoProto(name=name))
-                known.add(name)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    bundle = Bundle.open(bundle_root)
-    state = {s.input: np.zeros(s.shape, np.float32) for s in bundle.states}
-    amax: dict[str, float] = {}
-    names = [o.name for o in sess.get_outputs()]
-    for frame in seq:
-        feed = {"src": frame, **state}
-        outs = dict(zip(names, sess.run(None, feed), strict=True))
-        for k, v in {**feed, **outs}.items():
-            amax[k] = max(amax.get(k, 0.0), float(np.abs(v).max()))
-        state = {s.input: outs[s.output] for s in bundle.states}
-    lines = ["TRT-8601-EntropyCalibration2"]
-    lines += [f"{k}: {struct.pack('>f', max(v, 1e-6) / 127.0).hex()}" for k, v in amax.items()]
-    (bundle_root / "calib.cache").write_text("\n".join(lines) + "\n")
-
-
 @pytest.fixture(scope="module")
 def engines(trt_env, tmp_path_factory):
-    """An RVM-like bundle with fp32, fp16 and int8 engines built through the CLI."""
-    trt, ver = trt_env
-    root = make_runtime_bundle(tmp_path_factory.mktemp("trt") / "rvm", "rvm", int8=True)
-    bundle = Bundle.open(root)
-    if ver[0] >= 11:  # TensorRT 11 builds FP16 from model.fp16.onnx (FP32 I/O)
-        from onnxconverter_common import float16
+    """An RVM-like bundle (export --from-onnx --fp16, then the real calibrate --int8 for the running
+    TensorRT, so calib.json lists the INT8 Convs implicit builds need) with fp32, fp16 and int8
+    engines built through the CLI."""
+    from tests.fixtures import make_images, official_rvm_like
 
-        model = float16.convert_float_to_float16(onnx.load(str(root / "model.onnx")),
-                                                 keep_io_types=True)
-        onnx.save(model, str(root / "model.fp16.onnx"))
-        bundle.add_file("model.fp16.onnx", artifact="fp16", precision="fp16")
-    if ver < (10, 1):
-        _calib_cache(root, frames(4))
-        bundle.add_file("calib.cache")
-    bundle.save()
+    trt, ver = trt_env
+    tmp = tmp_path_factory.mktemp("trt")
+    official_rvm_like(tmp / "src.onnx")
+    root = tmp / "rvm"
+    run = CliRunner().invoke
+    res = run(main, ["export", "--model", "rvm", "--from-onnx", str(tmp / "src.onnx"), "--height", str(H),
+                     "--width", str(W), "--fp16", "--out", str(root)])
+    assert res.exit_code == 0, res.output
+    version = trt.__version__ if ver < (10, 1) else "8.6.1"
+    res = run(main, ["calibrate", "--int8", "--bundle", str(root), "--data", str(make_images(tmp / "data")),
+                     "--num", "6", "--trt-version", version])
+    assert res.exit_code == 0, res.output
     timing = root.parent / "timing.cache"
     for precision in ("fp32", "fp16", "int8"):
-        res = CliRunner().invoke(main, ["build", "--bundle", str(root), "--precision", precision,
-                                        "--timing-cache", str(timing), "--workspace", "256"])
+        res = run(main, ["build", "--bundle", str(root), "--precision", precision,
+                         "--timing-cache", str(timing), "--workspace", "256"])
         assert res.exit_code == 0, res.output
     assert timing.is_file() and timing.stat().st_size > 0
     return root
@@ -198,9 +171,9 @@ def test_int8_engine_from_a_calibrated_bundle_runs_int8_layers(trt_env, tmp_path
     assert res.exit_code == 0, res.output
     res = run(main, ["build", "--bundle", str(tmp_path / "b"), "--precision", "int8", "--workspace", "256"])
     assert res.exit_code == 0, res.output
-    from matting_deploy.runtimes.trt_logger import make_logger
+    from matting_deploy.runtimes.trt_logger import trt_logger
 
-    runtime = trt.Runtime(make_logger(trt))
+    runtime = trt.Runtime(trt_logger(trt))
     engine = runtime.deserialize_cuda_engine((tmp_path / "b" / "model.int8.engine").read_bytes())
     info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
     layers = [json.dumps(layer) for layer in info["Layers"]]

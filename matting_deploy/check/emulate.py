@@ -1,13 +1,15 @@
-"""Implicit INT8 as TensorRT 8.5/8.6/10.0 will run it, emulated on onnxruntime CPU.
+"""Implicit INT8 as TensorRT 8.5/8.6/10.0 will run it, emulated on onnxruntime CPU: what the build
+plan (:mod:`matting_deploy.bundle.trt_plan`) asks for.
 
-From model.onnx and calib.cache: a Conv runs INT8 when its input and (fused) output have scales
-(:func:`~.rules_implicit.runs_int8`) and calib.json lists it (``int8_layers``: `build` constrains
-those to INT8 and pins the rest to FP16). For those Convs the weights are fake-quantized per output
-channel (symmetric INT8, max |w| / 127) and the input through QuantizeLinear/DequantizeLinear with
-the cache's scale; `build` constrains their output (after the fused activation) to FP16, as the
+From model.onnx and calib.cache: a Conv runs INT8 when its input, raw output and fused output have
+scales (:func:`~.rules_implicit.runs_int8`) and calib.json lists it (``int8_layers``: the plan
+constrains those to INT8 with a float output, and keeps every other layer out of INT8). For those
+Convs the weights are fake-quantized per output channel (symmetric INT8, max |w| / 127) and the
+input through QuantizeLinear/DequantizeLinear with the cache's scale; their output is float, as the
 Q/DQ artifact computes it. Every other float tensor a layer computes is rounded to FP16 (Cast to
-FP16 and back), except inside a fused Conv and the outputs of the ops the FP16 artifacts keep in
-FP32. An INT8 Conv's input is quantized for the Conv only.
+FP16 and back), except inside a fused Conv and the outputs of the FP32 layers the plan pins: the
+ops the FP16 artifacts keep in FP32 and the recurrent-state update (``fp32_nodes``; an INT8 Conv
+there writes FP32). An INT8 Conv's input is quantized for the Conv only.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ def fake_quant_weights(w: np.ndarray, axis: int) -> np.ndarray:
 
 
 def implicit_emulation(model: onnx.ModelProto, scales: dict[str, float], int8_layers: set[str] | None = None,
-                       fp32_ops=None) -> onnx.ModelProto:
-    """The emulation model (a new ModelProto; ``model`` is not changed)."""
+                       fp32_ops=None, fp32_nodes=()) -> onnx.ModelProto:
+    """The emulation model (a new ModelProto; ``model`` is not changed). ``fp32_nodes``: nodes kept
+    FP32 besides ``fp32_ops`` (the recurrent update: :func:`~matting_deploy.bundle.trt_plan.recurrent_nodes`)."""
     from .report import default_fp32_ops
 
     fp32_ops = set(default_fp32_ops() if fp32_ops is None else fp32_ops)
@@ -72,7 +75,7 @@ def implicit_emulation(model: onnx.ModelProto, scales: dict[str, float], int8_la
         new_nodes += [helper.make_node("QuantizeLinear", [tensor, scale.name, zero.name], [f"{tensor}__q"]),
                       helper.make_node("DequantizeLinear", [f"{tensor}__q", scale.name, zero.name], [fq])]
     for node in view.nodes:
-        if node.op_type in fp32_ops or node.op_type in ("Constant", "Shape", "Cast"):
+        if node.op_type in fp32_ops or node.name in fp32_nodes or node.op_type in ("Constant", "Shape", "Cast"):
             continue
         for k, tensor in enumerate(node.output):
             if not tensor or tensor in internal or view.elem_type(tensor) not in FLOAT_TYPES:

@@ -6,8 +6,8 @@ What each target builds mirrors :func:`matting_deploy.runtimes.trt_build.plan_bu
 - every target: fp32 engine from model.onnx;
 - TensorRT < 10.1 (tensorrt-8.6, tensorrt-10 at 10.0.x): FP16 from model.onnx + FP16 flag, INT8
   implicit from model.onnx + calib.cache;
-- TensorRT >= 10.1: INT8 from model.int8.onnx, strongly typed; 11.x also FP16 from
-  model.fp16.onnx, strongly typed.
+- TensorRT >= 10.1: INT8 from model.int8.onnx, strongly typed; >= 10.12 (and 11.x) also FP16
+  from model.fp16.onnx, strongly typed (the build plan, bundle/trt_plan.py).
 """
 
 from __future__ import annotations
@@ -30,12 +30,11 @@ ARTIFACT_FILES = {**BUNDLE_FILES, "cache": TRT_CACHE_FILE}
 
 
 def default_fp32_ops() -> tuple[str, ...]:
-    """Ops the FP16 artifacts keep in FP32 by design (the export's FP16 converter's block list)."""
-    from onnxconverter_common import float16
+    """Ops the FP16 artifacts keep in FP32 by design (the export's FP16 converter's block list; the
+    build plan pins the same ops to FP32: :func:`matting_deploy.bundle.trt_plan.fp32_ops`)."""
+    from ..bundle.trt_plan import fp32_ops
 
-    from ..bundle.layout import FP32_OPS
-
-    return tuple(sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OPS)))
+    return fp32_ops()
 
 
 @dataclass

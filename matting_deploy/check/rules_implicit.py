@@ -71,13 +71,17 @@ def intended_int8_convs(qdq_model: Model) -> set[str]:
 
 
 def runs_int8(view: ModelView, conv, scales: dict[str, float]) -> tuple[bool, list[str]]:
-    """(runs INT8, the sides lacking a scale) for ``conv`` under implicit quantization."""
+    """(runs INT8, the sides lacking a scale) for ``conv`` under implicit quantization: its input,
+    its output after the activation TensorRT may fuse into it, and its raw output (what it writes
+    when TensorRT does not fuse), so the Conv runs INT8 whether or not it is fused."""
     missing = []
     if conv.input[0] not in scales:
         missing.append("input")
     chain = fused_output(view, conv)
     if chain[-1] not in scales:
         missing.append("output" if len(chain) == 1 else f"fused output {chain[-1]}")
+    if len(chain) > 1 and chain[0] not in scales:
+        missing.append(f"raw output {chain[0]}")
     return not missing, missing
 
 

@@ -18,6 +18,7 @@ from functools import lru_cache
 from importlib import resources
 
 from ..bundle.trt_cache import cache_version_code, parse_version
+from ..bundle.trt_plan import EXPLICIT_INT8, FP16_STRONGLY_TYPED
 from ..errors import MattingDeployError
 
 DATA_FILE = "tensorrt_support.json"
@@ -45,8 +46,8 @@ class Target:
 
     @property
     def implicit_int8(self) -> bool:
-        """INT8 built from model.onnx + calib.cache (TensorRT < 10.1, as runtimes.trt_build does)."""
-        return self.version < (10, 1, 0)
+        """INT8 built from model.onnx + calib.cache (TensorRT < 10.1, as the build plan says)."""
+        return self.version[:2] < EXPLICIT_INT8
 
     @property
     def strongly_typed_int8(self) -> bool:
@@ -55,8 +56,9 @@ class Target:
 
     @property
     def strongly_typed_fp16(self) -> bool:
-        """FP16 built from model.fp16.onnx as a strongly typed network (11.x: no FP16 flag)."""
-        return self.version[0] >= 11
+        """FP16 built from model.fp16.onnx as a strongly typed network (from 10.12, where the FP16
+        flag is deprecated; 11.x has none): the build plan's rule."""
+        return self.version[:2] >= FP16_STRONGLY_TYPED
 
     @property
     def cache_code(self) -> int:

@@ -11,6 +11,7 @@ from .options import examples
 @click.command(epilog=examples(
     "matting-deploy build --bundle bundles/rvm --precision fp16",
     "matting-deploy build --bundle bundles/rvm --precision int8 --timing-cache trt.cache --device 1",
+    "matting-deploy build --bundle bundles/rvm --precision int8 --trt-version 8.5.2 --trtexec",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @click.option("--precision", type=click.Choice(PRECISIONS), required=True,
@@ -21,16 +22,29 @@ from .options import examples
               help="Timing cache file: read if present, updated after the build (faster rebuilds).")
 @click.option("--device", type=click.IntRange(min=0), default=0, show_default=True,
               help="CUDA device index.")
-@click.option("--force", is_flag=True, help="Overwrite an existing model.<precision>.engine.")
-def build(bundle, precision, workspace, timing_cache, device, force):
+@click.option("--force", is_flag=True, help="Overwrite an existing model.<precision>.engine (with --trtexec: "
+              "the trtexec script).")
+@click.option("--trtexec", is_flag=True,
+              help="Build nothing: print, and write into the bundle, the trtexec command line that builds the same "
+                   "engine for --trt-version (no TensorRT needed here; e.g. for a Jetson).")
+@click.option("--trt-version", metavar="X.Y.Z",
+              help="With --trtexec: the target's TensorRT version (JetPack 5.1: 8.5.2, 6.0: 8.6.2, 6.1/6.2: 10.3.0).")
+def build(bundle, precision, workspace, timing_cache, device, force, trtexec, trt_version):
     """Build model.<precision>.engine in the bundle with TensorRT and record it in the manifest.
 
-    TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
-    for the running TensorRT), layers outside the INT8 recipe pinned to FP16.
-    TensorRT >= 10.1: INT8 from the Q/DQ model.int8.onnx; 11.x: FP16 from model.fp16.onnx.
+    TensorRT 8.5/8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
+    for the running TensorRT), calib.json's Convs INT8 with float outputs, the FP32 layers FP32,
+    nothing else INT8 (obey precision constraints). TensorRT >= 10.1: INT8 from the Q/DQ
+    model.int8.onnx; >= 10.12: FP16 from model.fp16.onnx (strongly typed). TF32 off.
     The file built from is checked against the running TensorRT's rules first (see 'check').
+    With --trtexec --trt-version X.Y.Z nothing is built: the same plan is printed as a trtexec
+    command and written into the bundle (trtexec.<precision>.<version>.sh).
     """
     from ..check.gate import check_build
+
+    if trtexec or trt_version:
+        _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, force, check_build)
+        return
     from ..runtimes.trt_build import build_engine
 
     def precheck(plan, trt_version):
@@ -39,3 +53,22 @@ def build(bundle, precision, workspace, timing_cache, device, force):
 
     build_engine(bundle, precision, workspace, timing_cache, force, log=click.echo, device=device,
                  precheck=precheck)
+
+
+def _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, force, check_build):
+    """--trtexec: the plan checked against that version's rules, rendered and written."""
+    import shlex
+
+    from ..bundle import Bundle
+    from ..bundle.trt_plan import plan_build
+    from ..errors import MattingDeployError
+    from ..runtimes.trtexec import write_trtexec
+
+    if not (trtexec and trt_version):
+        raise MattingDeployError("--trtexec and --trt-version go together (the command is for one TensorRT version)")
+    plan = plan_build(Bundle.open(bundle), precision, trt_version, rules=False)
+    check_build(bundle, plan.artifact, plan.calib_cache, trt_version, warn=lambda m: click.echo(m, err=True))
+    path, args = write_trtexec(bundle, precision, trt_version, force, timing_cache, device,
+                               log=lambda m: click.echo(m, err=True))
+    click.echo(shlex.join(args))
+    click.echo(f"wrote {path} (run it on the target: it builds in the bundle folder)", err=True)

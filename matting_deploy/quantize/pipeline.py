@@ -240,8 +240,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
              f"({len(scales)} tensors, both sides of every INT8 Conv)")
         role = {t: [] for t in scales}
         for conv in sides.values():
-            role[conv["input"]].append("input")
-            role[conv["output"]].append("output")
+            for side, tensor in conv.items():  # input, output (fused), raw_output
+                role[tensor].append(side)
         summary = {
             "method": method, "ranges": METHOD_HELP[method], "range_guard_applied": method in collect.GUARDED,
             "calibrator": {**collect.DEFAULT_CALIBRATOR_OPTIONS.get(method, {}),

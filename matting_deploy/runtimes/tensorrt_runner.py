@@ -20,7 +20,7 @@ from ..bundle import Bundle, StateSpec, engine_artifact
 from ..errors import MattingDeployError, first_line
 from ..optional import require
 from .base import Runner
-from .trt_logger import make_logger
+from .trt_logger import capture, trt_logger
 
 
 def _import_trt():
@@ -66,11 +66,14 @@ class TrtRunner(Runner):
             self._ctx.pop()
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, precision: str = "fp16", device: int = 0) -> TrtRunner:
-        """The engine ``model.<precision>.engine`` of ``bundle`` (from ``matting-deploy build``)."""
+    def from_bundle(cls, bundle: Bundle, precision: str = "fp16", device: int | None = None) -> TrtRunner:
+        """The engine ``model.<precision>.engine`` of ``bundle`` (from ``matting-deploy build``), on
+        ``device`` (default: the CUDA device the manifest says it was built on)."""
         if engine_artifact(precision) in bundle.artifacts:  # recorded by build: check its sha256
             bundle.verify(engine_artifact(precision))
         info = bundle.manifest.get("engines", {}).get(precision, {})
+        if device is None:  # the device `build --device` built it on (engines are tied to a GPU)
+            device = int(info.get("device", 0))
         return cls(bundle.engine_path(precision), bundle.states, bundle.downsample_ratio, device,
                    info.get("tensorrt"))
 
@@ -78,13 +81,13 @@ class TrtRunner(Runner):
 
     def _load(self, states: list[StateSpec], ratio: float | None, built_with: str | None) -> None:
         trt, cuda = self._trt, self._cuda
-        self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        with capture() as log:  # this load's errors (the logger is the process's one)
+            self._runtime = trt.Runtime(trt_logger(trt))
+            self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self._engine is None:
             why = f"built with TensorRT {built_with}, this is {trt.__version__}; " if (
                 built_with and built_with != trt.__version__) else ""
-            detail = self._logger.errors[-1] if self._logger.errors else "no detail"
+            detail = log.last_error()
             raise MattingDeployError(
                 f"{self.path}: TensorRT cannot load the engine ({why}{detail}); engines are tied "
                 "to the TensorRT version and GPU: rebuild with 'matting-deploy build --force'"
@@ -167,18 +170,18 @@ class TrtRunner(Runner):
 
     def _execute(self) -> None:
         addr = self._addresses()
-        if self._tensor_api:
-            for name, ptr in addr.items():
-                self._context.set_tensor_address(name, ptr)
-            ok = self._context.execute_async_v3(stream_handle=self._stream.handle)
-        else:
-            bindings = [addr[self._engine.get_binding_name(i)]
-                        for i in range(self._engine.num_bindings)]
-            ok = self._context.execute_async_v2(bindings=bindings,
-                                                stream_handle=self._stream.handle)
+        with capture() as log:
+            if self._tensor_api:
+                for name, ptr in addr.items():
+                    self._context.set_tensor_address(name, ptr)
+                ok = self._context.execute_async_v3(stream_handle=self._stream.handle)
+            else:
+                bindings = [addr[self._engine.get_binding_name(i)]
+                            for i in range(self._engine.num_bindings)]
+                ok = self._context.execute_async_v2(bindings=bindings,
+                                                    stream_handle=self._stream.handle)
         if not ok:
-            detail = self._logger.errors[-1] if self._logger.errors else "no detail"
-            raise MattingDeployError(f"{self.path}: TensorRT execution failed ({detail})")
+            raise MattingDeployError(f"{self.path}: TensorRT execution failed ({log.last_error()})")
 
     def run(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         """One frame batch (plus the extra inputs by name, e.g. BGM's ``bgr`` and ``seg``);

@@ -1,25 +1,12 @@
 """Build a TensorRT engine from a bundle: ``model.<precision>.engine`` for the GPU in front of you.
 
-Which ONNX and which switches, by TensorRT version (:func:`plan_build`):
-
-============  ======================================  =========================================
-precision     TensorRT 8.6 / 10.0                     TensorRT >= 10.1 (and 11.x)
-============  ======================================  =========================================
-fp32          model.onnx                              model.onnx
-fp16          model.onnx + FP16 builder flag          10.x: same; 11.x (no precision flags):
-                                                      model.fp16.onnx, strongly typed
-int8          model.onnx + INT8 (+FP16 fallback)      model.int8.onnx (Q/DQ), strongly typed
-              flags, scales from calib.cache through
-              a calibrator that only reads the cache,
-              layers outside the recipe pinned FP16,
-              the recipe's Convs INT8 with FP16 out
-============  ======================================  =========================================
-
-Implicit INT8 (trt_implicit.py): the cache is fed with the running TensorRT's version in its
-header, and every layer outside calib.json's INT8 list that has scales on both sides is pinned to
-FP16, and calib.json's Convs are constrained to INT8 with FP16 outputs (obey precision
-constraints), so the engine runs INT8 exactly where, and as, the Q/DQ model does.
-The builder and runtime are created with ``--device``'s CUDA context current (cuda_device.py).
+What is parsed, which flags and which layer constraints: the build plan
+(:func:`matting_deploy.bundle.trt_plan.plan_build`, pure Python; `build --trtexec` renders the same
+plan as a trtexec command). Here it is applied: the flags (TF32 cleared), the implicit INT8 cache fed
+re-headed for the running TensorRT through a calibrator that only reads it, the layer constraints
+(:func:`.trt_implicit.apply_plan`) with OBEY_PRECISION_CONSTRAINTS. The builder and runtime are
+created with ``--device``'s CUDA context current (cuda_device.py); TensorRT's messages go to the
+process's one logger, captured per build (trt_logger.py).
 """
 
 from __future__ import annotations
@@ -27,22 +14,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import ARTIFACT_FILES, PRECISIONS, TRT_CACHE_FILE, Bundle, engine_artifact, engine_name
+from ..bundle import PRECISIONS, TRT_CACHE_FILE, Bundle, engine_artifact, engine_name
 from ..bundle.commit import commit
 from ..bundle.lock import bundle_lock
 from ..bundle.trt_cache import CalibCache, read_cache
+from ..bundle.trt_plan import BuildPlan, plan_build, version_tuple
 from ..errors import MattingDeployError
 from ..fileio import atomic_path, check_dir_writable, check_writable, sha256_file, staging_dir
 from ..optional import require
 from .cuda_device import cuda_gpu, device_context
-from .trt_implicit import cache_for, constrain_int8_layers, int8_layers, pin_float_layers
-from .trt_logger import make_logger
+from .trt_implicit import apply_plan, cache_for
+from .trt_logger import capture, trt_logger
 
-__all__ = ["CALIBRATORS", "Plan", "build_engine", "cuda_gpu", "make_cache_calibrator", "plan_build",
+__all__ = ["CALIBRATORS", "BuildPlan", "build_engine", "cuda_gpu", "make_cache_calibrator", "plan_build",
            "version_tuple"]
 
 CALIB_CACHE = TRT_CACHE_FILE
@@ -52,68 +39,6 @@ CALIBRATORS = {
     "EntropyCalibration": "IInt8EntropyCalibrator",
     "MinMaxCalibration": "IInt8MinMaxCalibrator",
 }
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How to build one precision with one TensorRT version."""
-
-    precision: str
-    artifact: str  # the bundle artifact parsed (fp32 / fp16 / int8)
-    mode: str  # human-readable recipe, recorded in the manifest
-    flags: tuple[str, ...] = ()  # BuilderFlag names
-    strongly_typed: bool = False
-    calib_cache: bool = False
-
-
-def version_tuple(version: str) -> tuple[int, int]:
-    parts = (version.split(".") + ["0", "0"])[:2]
-    try:
-        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
-    except ValueError:
-        raise MattingDeployError(f"cannot parse the TensorRT version '{version}'") from None
-
-
-def plan_build(bundle: Bundle, precision: str, trt_version: str) -> Plan:
-    """The recipe for ``precision`` under TensorRT ``trt_version``; checks the bundle's inputs."""
-    if precision not in PRECISIONS:
-        raise MattingDeployError(
-            f"unknown precision '{precision}' (choose {', '.join(PRECISIONS)})")
-    if bundle.dynamic:
-        raise MattingDeployError(
-            f"{bundle.root}: TensorRT engines are built from static bundles (shapes and "
-            "downsample_ratio fixed); export again without --dynamic"
-        )
-    ver = version_tuple(trt_version)
-    if precision == "fp32":
-        plan = Plan("fp32", "fp32", "fp32")
-    elif precision == "fp16" and ver[0] >= 11:
-        plan = Plan("fp16", "fp16", "strongly typed model.fp16.onnx (no FP16 flag in TensorRT 11)",
-                    strongly_typed=True)
-    elif precision == "fp16":
-        plan = Plan("fp16", "fp32", "FP16 builder flag on model.onnx", ("FP16",))
-    elif ver >= (10, 1):
-        plan = Plan("int8", "int8", "explicit INT8: Q/DQ model.int8.onnx, strongly typed",
-                    strongly_typed=True)
-    else:
-        plan = Plan("int8", "fp32", "implicit INT8: INT8+FP16 flags, scales from calib.cache",
-                    ("INT8", "FP16"), calib_cache=True)
-    if plan.artifact not in bundle.artifacts:
-        how = {"fp16": "export with --fp16", "int8": "run 'matting-deploy calibrate --int8'"}
-        raise MattingDeployError(
-            f"{bundle.root}: {precision} with TensorRT {trt_version} needs the "
-            f"'{plan.artifact}' artifact ({ARTIFACT_FILES[plan.artifact]}): "
-            f"{how.get(plan.artifact, 'export the bundle again')}"
-        )
-    if plan.calib_cache and not (bundle.root / CALIB_CACHE).is_file():
-        raise MattingDeployError(
-            f"{bundle.root / CALIB_CACHE}: missing; implicit INT8 (TensorRT < 10.1) reads its "
-            "scales from it: run 'matting-deploy calibrate --int8'"
-        )
-    return plan
-
-
-
 
 
 def make_cache_calibrator(trt: Any, cache: CalibCache) -> Any:
@@ -182,52 +107,52 @@ def _timing_cache(config: Any, path: Path | None, log: Callable[[str], None]) ->
         raise MattingDeployError(f"{path}: TensorRT refused a new timing cache")
 
 
-def _serialize(trt: Any, plan: Plan, onnx_path: Path, cache: CalibCache | None, int8: dict[str, str],
-               workspace_mb: int | None, timing: Path | None, log: Callable[[str], None]):
+def _serialize(trt: Any, plan: BuildPlan, onnx_path: Path, cache: CalibCache | None, workspace_mb: int | None,
+               timing: Path | None, log: Callable[[str], None]):
     """Parse, configure and build under the current CUDA context: (engine bytes, timing cache bytes
-    or None, names of the layers pinned to FP16)."""
-    logger = make_logger(trt)
-    builder = trt.Builder(logger)
-    if builder is None:
-        raise MattingDeployError(f"TensorRT cannot create a builder "
-                                 f"({logger.errors[-1] if logger.errors else 'no detail'})")
-    network = _create_network(trt, builder, plan.strongly_typed)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
-        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
-        raise MattingDeployError(f"{onnx_path}: TensorRT's ONNX parser failed "
-                                 f"({errors[0] if errors else 'no detail'})")
-    config = builder.create_builder_config()
-    if workspace_mb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    for flag in plan.flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
-    if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
-        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    calibrator, pinned = None, []
-    if cache is not None:
-        known = _network_tensors(network)
-        covered = len(known & set(cache.scales))
-        if covered == 0:
-            raise MattingDeployError(f"{CALIB_CACHE}: none of its tensor names are in {onnx_path.name} "
-                                     "(made for another model?)")
-        log(f"{CALIB_CACHE}: fed as {cache.header}, scales for {covered} of {len(known)} tensors")
-        calibrator = make_cache_calibrator(trt, cache)
-        config.int8_calibrator = calibrator
-        pinned = pin_float_layers(trt, network, cache.scales, int8)
-        constrained = constrain_int8_layers(trt, network, int8)
-        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        log(f"{len(constrained)} Conv(s) constrained to INT8 with FP16 outputs, {len(pinned)} layer(s) outside "
-            "the INT8 recipe pinned to FP16 (obey precision constraints)")
-    _timing_cache(config, timing, log)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        hint = f"; is {CALIB_CACHE} from this model?" if cache is not None else ""
-        raise MattingDeployError(f"{onnx_path}: TensorRT could not build the {plan.precision} engine "
-                                 f"({logger.errors[-1] if logger.errors else 'no detail'}){hint}")
-    timing_bytes = bytes(memoryview(config.get_timing_cache().serialize())) if timing else None
+    or None, {why: layers constrained})."""
+    with capture() as msgs:
+        builder = trt.Builder(trt_logger(trt))
+        if builder is None:
+            raise MattingDeployError(f"TensorRT cannot create a builder ({msgs.last_error()})")
+        network = _create_network(trt, builder, plan.strongly_typed)
+        parser = trt.OnnxParser(network, trt_logger(trt))
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+            raise MattingDeployError(f"{onnx_path}: TensorRT's ONNX parser failed "
+                                     f"({errors[0] if errors else 'no detail'})")
+        config = builder.create_builder_config()
+        if workspace_mb:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+        for flag in plan.flags:
+            config.set_flag(getattr(trt.BuilderFlag, flag))
+        if not plan.tf32 and hasattr(trt.BuilderFlag, "TF32"):  # on by default: FP32 means FP32 here
+            config.clear_flag(trt.BuilderFlag.TF32)
+        if hasattr(trt, "ProfilingVerbosity"):  # per-layer precisions for the engine inspector
+            config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        calibrator, counts = None, {}
+        if cache is not None:
+            known = _network_tensors(network)
+            covered = len(known & set(cache.scales))
+            if covered == 0:
+                raise MattingDeployError(f"{CALIB_CACHE}: none of its tensor names are in {onnx_path.name} "
+                                         "(made for another model?)")
+            log(f"{CALIB_CACHE}: fed as {cache.header}, scales for {covered} of {len(known)} tensors")
+            calibrator = make_cache_calibrator(trt, cache)
+            config.int8_calibrator = calibrator
+        if plan.rules:
+            counts = apply_plan(trt, network, plan)
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+            log("layer constraints (obey): " + ", ".join(f"{n} {why}" for why, n in sorted(counts.items())))
+        _timing_cache(config, timing, log)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            hint = f"; is {CALIB_CACHE} from this model?" if cache is not None else ""
+            raise MattingDeployError(f"{onnx_path}: TensorRT could not build the {plan.precision} engine "
+                                     f"({msgs.last_error()}){hint}")
+        timing_bytes = bytes(memoryview(config.get_timing_cache().serialize())) if timing else None
     del calibrator
-    return bytes(memoryview(serialized)), timing_bytes, pinned
+    return bytes(memoryview(serialized)), timing_bytes, counts
 
 
 def build_engine(
@@ -238,7 +163,7 @@ def build_engine(
     force: bool = False,
     log: Callable[[str], None] = print,
     device: int = 0,
-    precheck: Callable[[Plan, str], None] | None = None,
+    precheck: Callable[[BuildPlan, str], None] | None = None,
 ) -> Path:
     """Build ``model.<precision>.engine`` on CUDA device ``device`` and record it in the manifest.
 
@@ -265,24 +190,21 @@ def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device
     gpu, capability = cuda_gpu(device)
     plan = plan_build(bundle, precision, trt.__version__)
     onnx_path = bundle.verify(plan.artifact)
-    cache, int8 = None, {}
+    cache = None
     if plan.calib_cache:  # listed in the manifest, sha256 checked; fed with the running version's header
         cache = cache_for(read_cache(bundle.file_path(CALIB_CACHE)), trt.__version__)
-        int8 = int8_layers(bundle.root)
     if precheck is not None:
         precheck(plan, trt.__version__)
     log(f"building {engine_file} from {onnx_path.name} with TensorRT {trt.__version__} on {gpu} "
         f"(device {device}, sm {capability}): {plan.mode}")
     timing = Path(timing_cache) if timing_cache else None
     with device_context(device):
-        serialized, timing_bytes, pinned = _serialize(trt, plan, onnx_path, cache, int8, workspace_mb,
-                                                      timing, log)
+        serialized, timing_bytes, counts = _serialize(trt, plan, onnx_path, cache, workspace_mb, timing, log)
     with staging_dir(bundle.root) as stage:
         (stage / engine_file).write_bytes(serialized)
         info = _info(bundle, plan, onnx_path, cache, trt, gpu, device, capability, workspace_mb,
                      round(time.perf_counter() - start, 2))
-        if cache is not None:
-            info["pinned_fp16_layers"] = len(pinned)
+        info["layer_constraints"] = counts
         bundle.add_file(engine_file, artifact=engine_artifact(precision), folder=stage, **info)
         bundle.manifest.setdefault("engines", {})[precision] = {
             "file": engine_file, "sha256": bundle.manifest["files"][engine_file]["sha256"], **info}
@@ -295,7 +217,7 @@ def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device
     return engine_path
 
 
-def _info(bundle: Bundle, plan: Plan, onnx_path: Path, cache: CalibCache | None, trt: Any, gpu: str,
+def _info(bundle: Bundle, plan: BuildPlan, onnx_path: Path, cache: CalibCache | None, trt: Any, gpu: str,
           device: int, capability: str, workspace_mb: int | None, seconds: float) -> dict[str, Any]:
     """The engine's record for the manifest (``files`` and ``engines`` entries)."""
     info = {
@@ -308,6 +230,7 @@ def _info(bundle: Bundle, plan: Plan, onnx_path: Path, cache: CalibCache | None,
         "source_sha256": sha256_file(onnx_path),
         "mode": plan.mode,
         "flags": list(plan.flags),
+        "tf32": plan.tf32,
         "strongly_typed": plan.strongly_typed,
         "workspace_mb": workspace_mb,
         "build_seconds": seconds,

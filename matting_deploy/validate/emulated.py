@@ -12,6 +12,7 @@ import onnx
 
 from ..bundle import TRT_CACHE_FILE, Bundle
 from ..bundle.trt_cache import int8_convs, read_cache
+from ..bundle.trt_plan import IMPLICIT_SOURCE, recurrent_nodes
 from ..check import int8_mac_share
 from ..check.emulate import implicit_emulation
 from ..runtimes.onnxruntime_runner import OrtRunner
@@ -29,14 +30,16 @@ def emulated_job(bundle: Bundle, artifacts: list[str], jobs: list[Job]) -> Job |
 
 
 def _inputs(bundle: Bundle):
-    model = onnx.load(str(bundle.verify("fp32")))
+    model = onnx.load(str(bundle.verify(IMPLICIT_SOURCE)))  # what the implicit build parses
     return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_convs(bundle.root)
 
 
 def open_emulated(bundle: Bundle, threads: int = 0) -> OrtRunner:
     """An onnxruntime CPU runner on the emulation model (built in memory, loaded from a temp file);
-    ``threads``: onnxruntime's intra-op threads (0: its default)."""
-    model = implicit_emulation(*_inputs(bundle))
+    ``threads``: onnxruntime's intra-op threads (0: its default). The recurrent update stays FP32, as
+    the build plan pins it."""
+    model, scales, layers = _inputs(bundle)
+    model = implicit_emulation(model, scales, layers, fp32_nodes=recurrent_nodes(model, bundle.states))
     with tempfile.TemporaryDirectory(prefix="md-emu-") as tmp:
         path = Path(tmp) / "implicit-emulated.onnx"
         onnx.save(model, str(path))
