@@ -1,4 +1,4 @@
-"""``matting-deploy build``: TensorRT engine for the GPU in front of you."""
+"""``matting-deploy build``: TensorRT engine for the GPU in front of you, or OpenVINO IR."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from .options import examples
 @click.command(epilog=examples(
     "matting-deploy build --bundle bundles/rvm --precision fp16",
     "matting-deploy build --bundle bundles/rvm --precision int8 --timing-cache trt.cache --device 1",
+    "matting-deploy build --bundle bundles/rvm --target openvino   # model.xml/.bin for every ONNX artifact",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--precision", type=click.Choice(PRECISIONS), required=True,
-              help="Engine precision (the recipe depends on the TensorRT version: see docs).")
+@click.option("--target", type=click.Choice(["tensorrt", "openvino"]), default="tensorrt", show_default=True,
+              help="tensorrt: a TensorRT engine; openvino: the OpenVINO IR of the bundle's ONNX artifacts.")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Engine precision, required for tensorrt (the recipe depends on the TensorRT version: see "
+                   "docs); with openvino: only that artifact's IR [default: every ONNX artifact].")
 @click.option("--workspace", type=click.IntRange(min=1), metavar="MB",
               help="Builder workspace limit in MB (default: TensorRT's, the GPU's memory).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False),
@@ -22,14 +26,23 @@ from .options import examples
 @click.option("--device", type=click.IntRange(min=0), default=0, show_default=True,
               help="CUDA device index.")
 @click.option("--force", is_flag=True, help="Overwrite an existing model.<precision>.engine.")
-def build(bundle, precision, workspace, timing_cache, device, force):
+def build(bundle, target, precision, workspace, timing_cache, device, force):
     """Build model.<precision>.engine in the bundle with TensorRT and record it in the manifest.
 
     TensorRT 8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
     for the running TensorRT), layers outside the INT8 recipe pinned to FP16.
     TensorRT >= 10.1: INT8 from the Q/DQ model.int8.onnx; 11.x: FP16 from model.fp16.onnx.
     The file built from is checked against the running TensorRT's rules first (see 'check').
+    --target openvino: model.xml/.bin (OpenVINO IR) next to each ONNX artifact, so the bundle runs
+    with only openvino installed (infer --backend openvino prefers the IR).
     """
+    if target == "openvino":
+        from ..runtimes.openvino_build import build_ir
+
+        build_ir(bundle, [precision] if precision else None, force, log=click.echo)
+        return
+    if precision is None:
+        raise click.BadParameter("required with --target tensorrt", param_hint="--precision")
     from ..check.gate import check_build
     from ..runtimes.trt_build import build_engine
 
