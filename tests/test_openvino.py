@@ -207,6 +207,7 @@ def test_cli_absent_device_and_missing_openvino(rvm, tmp_path, monkeypatch):
     res = _infer(rvm, tmp_path, "--backend", "openvino")
     assert res.exit_code == 2
     line = res.output.strip().splitlines()[-1]
-    assert line.startswith("error: --backend openvino: OpenVINO is not installed") and "pip install -e '.[openvino]'" in line
+    assert line.startswith("error: --backend openvino: OpenVINO is not installed")
+    assert "pip install -e '.[openvino]'" in line
     res = CliRunner().invoke(main, ["build", "--bundle", str(rvm), "--target", "openvino"])
     assert res.exit_code == 2 and "pip install -e '.[openvino]'" in res.output and not (rvm / "model.xml").exists()
