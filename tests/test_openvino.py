@@ -211,3 +211,38 @@ def test_cli_absent_device_and_missing_openvino(rvm, tmp_path, monkeypatch):
     assert "pip install -e '.[openvino]'" in line
     res = CliRunner().invoke(main, ["build", "--bundle", str(rvm), "--target", "openvino"])
     assert res.exit_code == 2 and "pip install -e '.[openvino]'" in res.output and not (rvm / "model.xml").exists()
+
+
+def _bgm_like(path):
+    """src, bgr (N,3,H,W), seg (N,1,H,W) -> pha = sigmoid(4 mean_c(src - bgr) + seg), fgr = src."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def vi(name, c):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, c, H, W])
+
+    nodes = [helper.make_node("Sub", ["src", "bgr"], ["d"]),
+             helper.make_node("ReduceMean", ["d"], ["m"], axes=[1], keepdims=1),
+             helper.make_node("Mul", ["m", "four"], ["m4"]),
+             helper.make_node("Add", ["m4", "seg"], ["z"]),
+             helper.make_node("Sigmoid", ["z"], ["pha"]),
+             helper.make_node("Identity", ["src"], ["fgr"])]
+    four = numpy_helper.from_array(np.array(4.0, np.float32), "four")
+    graph = helper.make_graph(nodes, "bgm_like", [vi("src", 3), vi("bgr", 3), vi("seg", 1)],
+                              [vi("pha", 1), vi("fgr", 3)], [four])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_bgm_extra_inputs(tmp_path):
+    root = write_bundle(tmp_path / "bgm", "bgm", H, W, {"fp32": _bgm_like},
+                        [io("src", [1, 3, H, W]), io("bgr", [1, 3, H, W]), io("seg", [1, 1, H, W])],
+                        [io("pha", [1, 1, H, W]), io("fgr", [1, 3, H, W])])
+    src, plate = frames(2)
+    seg = np.full((1, 1, H, W), 0.3, np.float32)
+    with open_runner(root, "fp32", "cpu") as ort_runner, open_runner(root, "fp32", "openvino") as runner:
+        want = ort_runner.run(src, bgr=plate, seg=seg)["pha"]
+        np.testing.assert_allclose(runner.run(src, bgr=plate, seg=seg)["pha"], want, atol=1e-5)
+        with pytest.raises(MattingDeployError, match="input 'seg'.*is missing"):
+            runner.run(src, bgr=plate)

@@ -135,7 +135,7 @@ class OvRunner(Runner):
                     threads: int = 0, **options: Any) -> OvRunner:
         """``artifact`` of ``bundle``: its IR when ``build --target openvino`` made a current one, else
         the sha256-checked ONNX file; with the artifact's precision hint on ``device``."""
-        hint = precision_hint(artifact, device.split(".")[0] if device.startswith("CPU") else device)
+        hint = precision_hint(artifact, check_device(device))
         source = file_artifact(artifact)
         ir = bundle.openvino_ir(source)
         path = ir[0] if ir is not None else bundle.verify(source)
