@@ -65,6 +65,20 @@ def test_fp32_equals_onnxruntime_over_five_frames_with_state(rvm):
     assert np.abs(fresh - got[-1]["pha"]).max() > 0.01
 
 
+def test_virtual_device_and_cached_engine(rvm):
+    seq = frames(2)
+    want = _run(rvm, "fp32", "openvino", seq)
+    with open_runner(rvm, "fp32", "openvino", device="AUTO") as runner:
+        assert runner.device == "AUTO"
+        np.testing.assert_allclose(runner.run(seq[0])["pha"], want[0]["pha"], atol=1e-5)
+        runner.reset()
+        with runner.cached_engine(seq[1]):
+            again = runner.run(seq[0])["pha"]  # the cached outputs, whatever the input
+        np.testing.assert_allclose(again, runner.run(seq[1])["pha"], atol=1e-5)  # and reset on exit
+        call = runner.bare_call(seq[0])
+        np.testing.assert_allclose(call()[0], runner.run_inputs(runner.model_inputs(seq[0]))["fgr"], atol=1e-6)
+
+
 def test_dynamic_official_graph_broadcast_state(tmp_path):
     """The official release's signature: [N,1,1,1] zero states first, then full-size ones."""
     states = [StateSpec(f"r{k}i", f"r{k}o", None) for k in range(1, 5)]

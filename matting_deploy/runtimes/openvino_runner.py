@@ -203,12 +203,16 @@ class OvRunner(Runner):
                 request.set_tensor(spec.input, self._previous.get_tensor(spec.output))
             else:
                 request.set_tensor(spec.input, _tensor(self._zero_state(index, spec, feed["src"])))
-        request.infer(feed, share_inputs=True, share_outputs=True)
-        out = {name: request.get_tensor(name).data.copy() for name in self.result_names}
+        out = self._execute(request, feed)
         if self.state_specs:
             self._previous = request
             self._turn = 1 - self._turn
         return out
+
+    def _execute(self, request: Any, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The engine call: ``feed`` shared with OpenVINO, the results copied out (states stay)."""
+        request.infer(feed, share_inputs=True, share_outputs=True)
+        return {name: request.get_tensor(name).data.copy() for name in self.result_names}
 
     def bare_call(self, src: np.ndarray, **extra: np.ndarray) -> Callable[[], Any]:
         feed = self.model_inputs(src, **extra)
@@ -220,12 +224,11 @@ class OvRunner(Runner):
     @contextlib.contextmanager
     def cached_engine(self, src: np.ndarray, **extra: np.ndarray) -> Iterator[None]:
         outputs = self.run(src, **extra)
-        real = self.run
-        self.run = lambda src, **extra: {k: v.copy() for k, v in outputs.items()}  # type: ignore[method-assign]
+        self._execute = lambda request, feed: {k: v.copy() for k, v in outputs.items()}  # type: ignore[method-assign]
         try:
             yield
         finally:
-            self.run = real  # type: ignore[method-assign]
+            del self._execute  # the class's method again
             self.reset()
 
     def reset(self) -> None:
