@@ -39,6 +39,10 @@ def build(bundle, target, precision, workspace, timing_cache, device, force):
     if target == "openvino":
         from ..runtimes.openvino_build import build_ir
 
+        for name, value in (("--workspace", workspace), ("--timing-cache", timing_cache)):
+            if value is not None:
+                raise click.BadParameter("a TensorRT option (not with --target openvino)", param_hint=name)
+
         build_ir(bundle, [precision] if precision else None, force, log=click.echo)
         return
     if precision is None:
