@@ -172,7 +172,11 @@ def test_ir_round_trip_without_onnx(rvm, tmp_path, user_cache):
 
 
 def test_stale_ir_is_ignored(rvm):
-    build_ir(rvm, ["int8"], log=lambda m: None)
+    res = CliRunner().invoke(main, ["build", "--bundle", str(rvm), "--target", "openvino", "--precision", "int8"])
+    assert res.exit_code == 0, res.output
+    assert "model.int8.xml" in res.output and not (rvm / "model.xml").exists()
+    res = CliRunner().invoke(main, ["build", "--bundle", str(rvm), "--target", "openvino", "--precision", "int8"])
+    assert res.exit_code == 2 and "already exists (pass --force" in res.output
     bundle = Bundle.open(rvm)
     assert bundle.openvino_ir("int8") is not None
     bundle.manifest["files"]["model.int8.onnx"]["sha256"] = "0" * 64  # as if calibrate rewrote it
