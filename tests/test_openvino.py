@@ -183,6 +183,20 @@ def test_stale_ir_is_ignored(rvm):
     assert bundle.openvino_ir("int8") is None
 
 
+def test_model_cache_follows_the_content(tmp_path, user_cache):
+    """OpenVINO keys a blob compiled from a file by its path: a rewritten model.onnx must not get
+    the old model's blob (the runner keeps one cache folder per file content)."""
+    seq = frames(1)
+    first = _run(make_runtime_bundle(tmp_path / "b", "modnet", seed=0), "fp32", "openvino", seq)[0]["pha"]
+    assert len(list(user_cache.iterdir())) == 1
+    rebuilt = make_runtime_bundle(tmp_path / "b", "modnet", seed=1)  # same paths, new weights
+    want = _run(rebuilt, "fp32", "cpu", seq)[0]["pha"]
+    got = _run(rebuilt, "fp32", "openvino", seq)[0]["pha"]
+    assert np.abs(first - want).max() > 1e-3
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert len(list(user_cache.iterdir())) == 2
+
+
 def test_c_surface_on_openvino(rvm):
     seq = frames(3)
     ref = _run(rvm, "fp32", "openvino", seq)

@@ -15,6 +15,7 @@ state outputs as its state inputs (``set_tensor`` of the other request's output 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,8 +51,9 @@ def core() -> Any:
 
 def cache_dir() -> Path:
     """Where compiled models are cached: ``$XDG_CACHE_HOME/matting-deploy/openvino`` (default
-    ``~/.cache/...``). Not in the bundle: a compiled blob belongs to one OpenVINO version, device and
-    CPU, and OpenVINO keys each blob by model, device and properties, so one folder serves all bundles."""
+    ``~/.cache/...``), a folder per model content inside. Not in the bundle: a compiled blob belongs
+    to one OpenVINO version, device and CPU, and OpenVINO keys each blob by model, device and
+    properties, so one folder serves all bundles."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "matting-deploy" / "openvino"
 
@@ -138,8 +140,12 @@ class OvRunner(Runner):
         hint = precision_hint(artifact, check_device(device))
         source = file_artifact(artifact)
         ir = bundle.openvino_ir(source)
-        path = ir[0] if ir is not None else bundle.verify(source)
-        options.setdefault("cache", cache_dir())
+        files = list(ir) if ir is not None else [bundle.verify(source)]  # sha256-checked just now
+        path = files[0]
+        # OpenVINO keys a blob compiled from a file by the file's path, not its content: one cache
+        # folder per content (the files' sha256), so a rewritten model.onnx never meets an old blob.
+        key = hashlib.sha256("".join(bundle.manifest["files"][f.name]["sha256"] for f in files).encode())
+        options.setdefault("cache", cache_dir() / key.hexdigest()[:16])
         return cls(path, bundle.states, bundle.downsample_ratio, bundle.dynamic, device=device, hint=hint,
                    threads=threads, **options)
 
