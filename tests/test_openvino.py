@@ -68,6 +68,8 @@ def test_fp32_equals_onnxruntime_over_five_frames_with_state(rvm):
 def test_virtual_device_and_cached_engine(rvm):
     seq = frames(2)
     want = _run(rvm, "fp32", "openvino", seq)
+    with open_runner(rvm, "fp32", "openvino", device="cpu") as runner:
+        assert runner.device == "CPU"  # OpenVINO's names, upper-cased
     with open_runner(rvm, "fp32", "openvino", device="AUTO") as runner:
         assert runner.device == "AUTO"
         np.testing.assert_allclose(runner.run(seq[0])["pha"], want[0]["pha"], atol=1e-5)

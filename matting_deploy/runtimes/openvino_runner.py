@@ -59,7 +59,9 @@ def cache_dir() -> Path:
 
 
 def check_device(device: str) -> str:
-    """``device`` if OpenVINO has it here (virtual devices like AUTO pass through), else one line."""
+    """``device`` (upper-cased) if OpenVINO has it here (virtual devices like AUTO pass through),
+    else one line."""
+    device = device.strip().upper()
     if device.split(":")[0].split(".")[0] in VIRTUAL_DEVICES:
         return device
     have = list(core().available_devices)
@@ -137,7 +139,8 @@ class OvRunner(Runner):
                     threads: int = 0, **options: Any) -> OvRunner:
         """``artifact`` of ``bundle``: its IR when ``build --target openvino`` made a current one, else
         the sha256-checked ONNX file; with the artifact's precision hint on ``device``."""
-        hint = precision_hint(artifact, check_device(device))
+        device = check_device(device)
+        hint = precision_hint(artifact, device)
         source = file_artifact(artifact)
         ir = bundle.openvino_ir(source)
         files = list(ir) if ir is not None else [bundle.verify(source)]  # sha256-checked just now
