@@ -31,9 +31,11 @@ from .base import Runner
 
 DEFAULT_DEVICE = "CPU"
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")  # OpenVINO's device combinators: passed through
-# artifact -> (hint on a CPU, hint elsewhere); the capability a hint needs (OPTIMIZATION_CAPABILITIES)
-HINTS = {"fp32": ("f32", "f32"), "fp16": ("f32", "f16"), "int8": ("f32", "f32"), "int8-cpu": ("f32", "f32"),
-         BF16: ("bf16", "bf16")}
+# artifact -> (hints on a CPU, hints elsewhere), each in order of preference: the first the device
+# supports (OPTIMIZATION_CAPABILITIES, see CAPABILITY) is used; none: a one-line refusal. int8-cpu
+# takes bf16 where it can (RVM: faster, and no fidelity cost, unlike the TensorRT layout's int8).
+HINTS = {"fp32": (("f32",), ("f32",)), "fp16": (("f32",), ("f16",)), "int8": (("f32",), ("f32",)),
+         "int8-cpu": (("bf16", "f32"), ("f32",)), BF16: (("bf16",), ("bf16",))}
 CAPABILITY = {"bf16": "BF16", "f16": "FP16"}
 BF16_CHECK = "grep -o -w 'amx_bf16\\|avx512_bf16' /proc/cpuinfo"
 
@@ -72,23 +74,24 @@ def check_device(device: str) -> str:
 
 
 def precision_hint(artifact: str, device: str) -> str:
-    """The inference-precision hint ``artifact`` runs with on ``device`` (checked against what the
-    device lists in OPTIMIZATION_CAPABILITIES; a one-line refusal when it lacks it)."""
+    """The inference-precision hint ``artifact`` runs with on ``device``: its first hint the device
+    lists in OPTIMIZATION_CAPABILITIES (virtual devices: the first); a one-line refusal when none."""
     if artifact not in HINTS:
         raise MattingDeployError(f"artifact '{artifact}': not an OpenVINO artifact (choose {', '.join(HINTS)})")
-    hint = HINTS[artifact][0 if device.split(".")[0] == "CPU" else 1]
-    need = CAPABILITY.get(hint)
-    if need is None or device.split(":")[0].split(".")[0] in VIRTUAL_DEVICES:
-        return hint
+    hints = HINTS[artifact][0 if device.split(".")[0] == "CPU" else 1]
+    if device.split(":")[0].split(".")[0] in VIRTUAL_DEVICES:
+        return hints[0]
     try:
         caps = list(core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
     except Exception:  # a device that does not report it: let OpenVINO decide
-        return hint
-    if need not in caps:
-        how = f" (check the CPU: {BF16_CHECK})" if need == "BF16" and device.startswith("CPU") else ""
-        raise MattingDeployError(f"artifact '{artifact}': OpenVINO device {device} has no {need} support "
-                                 f"(it lists {', '.join(caps)}){how}; run fp32 or int8 instead")
-    return hint
+        return hints[0]
+    for hint in hints:
+        if CAPABILITY.get(hint) is None or CAPABILITY[hint] in caps:
+            return hint
+    need = CAPABILITY[hints[-1]]
+    how = f" (check the CPU: {BF16_CHECK})" if need == "BF16" and device.startswith("CPU") else ""
+    raise MattingDeployError(f"artifact '{artifact}': OpenVINO device {device} has no {need} support "
+                             f"(it lists {', '.join(caps)}){how}; run fp32 or int8 instead")
 
 
 class OvRunner(Runner):
