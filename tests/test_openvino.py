@@ -229,10 +229,14 @@ def _infer(bundle, tmp_path, *args):
 
     Image.fromarray((frames(1)[0][0].transpose(1, 2, 0) * 255).astype(np.uint8)).save(src / "a.png")
     return CliRunner().invoke(main, ["infer", "--bundle", str(bundle), "--input", str(src), "--out",
-                                     str(tmp_path / "out"), "--quiet", *args])
+                                     str(tmp_path / "out"), "--quiet", "--force", *args])
 
 
 def test_cli_absent_device_and_missing_openvino(rvm, tmp_path, monkeypatch):
+    res = _infer(rvm, tmp_path, "--backend", "openvino", "--artifact", "int8", "--device", "CPU")
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "out" / "infer.json").read_text())["backend"] == "openvino:CPU"
+    assert any((tmp_path / "out" / "alpha").iterdir())
     absent = "GPU" if not any(d.startswith("GPU") for d in openvino_runner.core().available_devices) else "NPU9"
     res = _infer(rvm, tmp_path, "--backend", "openvino", "--device", absent)
     assert res.exit_code == 2
