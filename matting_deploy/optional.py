@@ -27,6 +27,8 @@ _TRT = Optional("TensorRT", "pip install 'matting-deploy[trt]' (tensorrt, pycuda
 OPTIONAL = {
     "tensorrt": _TRT,
     "pycuda": Optional("pycuda", _TRT.install),
+    "openvino": Optional("OpenVINO", "pip install -e '.[openvino]' (or pip install 'matting-deploy[openvino]'; "
+                                     "the openvino wheel: Intel CPU, GPU and NPU)"),
     "av": Optional("PyAV", "pip install 'matting-deploy[video]' (PyAV), or extract the frames to a folder"),
     "torch": Optional("PyTorch", "pip install 'matting-deploy[torch]' (CPU-only build: first pip install "
                                  "torch --index-url https://download.pytorch.org/whl/cpu)"),

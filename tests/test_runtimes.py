@@ -82,8 +82,10 @@ def test_open_runner_int8_and_errors(rvm, modnet, tmp_path):
         open_runner(modnet, "trt-fp16", "cpu")
     with pytest.raises(MattingDeployError, match="no 'fp16' artifact"):
         open_runner(modnet, "fp16", "cpu")
-    with pytest.raises(MattingDeployError, match="unknown TensorRT engine 'bf16'"):
+    with pytest.raises(MattingDeployError, match="'bf16' is an execution precision of OpenVINO"):
         open_runner(modnet, "bf16", "tensorrt")
+    with pytest.raises(MattingDeployError, match="unknown TensorRT engine 'fp8'"):
+        open_runner(modnet, "fp8", "tensorrt")
     onnx_file = modnet / "model.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes() + b"\0")
     with pytest.raises(MattingDeployError, match="sha256 differs"):

@@ -2,14 +2,18 @@
 
 from .layout import (
     ARTIFACT_FILES,
+    ARTIFACTS,
+    BF16,
     BUNDLE_FORMAT,
     CALIB_JSON,
     CPU_INT8,
     CPU_INT8_FILE,
     DERIVED,
     ENGINE_FILE,
+    HINTED,
     INT8_FILE,
     MANIFEST,
+    OPENVINO,
     PRECISIONS,
     REPORT_DIR,
     TRT_CACHE_FILE,
@@ -18,11 +22,14 @@ from .layout import (
     engine_name,
     engine_path,
     engine_precision,
+    file_artifact,
+    ir_names,
 )
 from .manifest import Bundle, StateSpec, new_manifest
 
 __all__ = [
-    "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "CPU_INT8", "CPU_INT8_FILE", "DERIVED", "ENGINE_FILE",
+    "ARTIFACT_FILES", "ARTIFACTS", "BF16", "HINTED", "OPENVINO", "file_artifact", "ir_names",
+    "BUNDLE_FORMAT", "CALIB_JSON", "CPU_INT8", "CPU_INT8_FILE", "DERIVED", "ENGINE_FILE",
     "INT8_FILE", "MANIFEST", "PRECISIONS",
     "REPORT_DIR", "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name",
     "engine_path", "engine_precision", "new_manifest",

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import MattingDeployError
 from ..models.specs import MODELS, OUTPUT_CHANNELS
-from .layout import BUNDLE_FORMAT
+from .layout import BUNDLE_FORMAT, OPENVINO
 
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")  # also a safe file-name part
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -103,5 +103,8 @@ def check_manifest(manifest: Any, path: Path) -> None:
         if state.get("shape") is not None:
             f.dims(state["shape"], f"states[{i}].shape")
     _check_io(f, manifest)
-    for key in ("engines", "calibration", "parity"):
+    for key in ("engines", "calibration", "parity", OPENVINO):
         f.of(manifest, key, dict, key, "an object", optional=True)
+    for name, entry in (manifest.get(OPENVINO) or {}).items():  # build --target openvino: IR per artifact
+        if not isinstance(entry, dict) or any(entry.get(k) not in files for k in ("xml", "bin")):
+            f.bad(f"{OPENVINO}.{name}", "an object whose 'xml' and 'bin' are listed under 'files'", entry)

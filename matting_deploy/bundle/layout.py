@@ -13,12 +13,20 @@ PRECISIONS = ("fp32", "fp16", "int8")
 CPU_INT8 = "int8-cpu"  # onnxruntime-CPU INT8 layout (QLinearConv); not a TensorRT artifact
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx",
                   CPU_INT8: "model.int8-cpu.onnx"}
+# Execution precisions: an artifact that runs another artifact's file with a precision hint (no file
+# of its own; OpenVINO only): bf16 = model.onnx with OpenVINO's BF16 inference precision.
+BF16 = "bf16"
+HINTED = {BF16: "fp32"}
+# The one list of artifact names (validate, bench, infer, the manifest, the C surface); a backend
+# that cannot run one refuses it with one line.
+ARTIFACTS = (*ARTIFACT_FILES, *HINTED)
 INT8_FILE = ARTIFACT_FILES["int8"]
 CPU_INT8_FILE = ARTIFACT_FILES[CPU_INT8]
 TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt_cache.py)
 CALIB_JSON = "calib.json"
 ENGINE_FILE = "model.{precision}.engine"
 TRT_PREFIX = "trt-"  # manifest artifact name of an engine: trt-<precision>
+OPENVINO = "openvino"  # manifest section: artifact -> its OpenVINO IR (build --target openvino)
 REPORT_DIR = "report"  # validate's default report folder
 RANGES_CACHE_DIR = ".calib-cache"  # calibrated ranges (ranges_cache.py)
 # The FP16 artifacts keep these ops in FP32 (export/fp16.py), on top of onnxconverter-common's
@@ -59,12 +67,24 @@ def engine_precision(artifact: str) -> str:
     return precision
 
 
+def file_artifact(artifact: str) -> str:
+    """The artifact whose file ``artifact`` runs: itself, or fp32 for the execution precision bf16."""
+    return HINTED.get(artifact, artifact)
+
+
+def ir_names(artifact: str) -> tuple[str, str]:
+    """The OpenVINO IR (``.xml``, ``.bin``) of an ONNX artifact: model.onnx -> model.xml, model.bin;
+    model.int8.onnx -> model.int8.xml, ..."""
+    stem = ARTIFACT_FILES[artifact].removesuffix(".onnx")
+    return f"{stem}.xml", f"{stem}.bin"
+
+
 def precision_order(artifact: str) -> tuple[int, str]:
-    """Sort key: fp32, fp16, int8, int8-cpu first, anything else after, by name."""
-    order = (*PRECISIONS, CPU_INT8)
+    """Sort key: fp32, fp16, int8, int8-cpu, bf16 first, anything else after, by name."""
+    order = ARTIFACTS
     return (order.index(artifact) if artifact in order else 9, artifact)
 
 
 # What a new export makes stale: everything derived from the old model.
 DERIVED = (INT8_FILE, CPU_INT8_FILE, TRT_CACHE_FILE, CALIB_JSON, *(engine_name(p) for p in PRECISIONS), REPORT_DIR,
-           RANGES_CACHE_DIR)
+           RANGES_CACHE_DIR, *(name for a in ARTIFACT_FILES for name in ir_names(a)))

@@ -19,7 +19,7 @@ from ..errors import MattingDeployError
 from ..fileio import sha256_file, write_json
 from .checks import check_manifest
 from .commit import inside, recover
-from .layout import BUNDLE_FORMAT, MANIFEST, PRECISIONS, engine_path, precision_order
+from .layout import BUNDLE_FORMAT, MANIFEST, OPENVINO, PRECISIONS, engine_path, precision_order
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,17 @@ class Bundle:
     def engines(self) -> list[str]:
         """Precisions whose engine file exists in the bundle folder."""
         return [p for p in PRECISIONS if self.engine_path(p).is_file()]
+
+    def openvino_ir(self, artifact: str) -> tuple[Path, Path] | None:
+        """The OpenVINO IR (``.xml``, ``.bin``) ``build --target openvino`` made of ``artifact``,
+        sha256-checked; None when there is none or its ONNX source changed since (a stale IR)."""
+        entry = self.manifest.get(OPENVINO, {}).get(artifact)
+        if not isinstance(entry, dict):
+            return None
+        source = self.manifest["files"].get(entry.get("source"), {})
+        if source and source.get("sha256") != entry.get("source_sha256"):
+            return None  # the ONNX file was rewritten (e.g. a new calibration): the IR is stale
+        return self.file_path(entry["xml"]), self.file_path(entry["bin"])
 
     def has_file(self, name: str) -> bool:
         """Whether the manifest lists ``name`` (committed by a stage)."""

@@ -1,4 +1,4 @@
-"""``matting-deploy build``: TensorRT engine for the GPU in front of you."""
+"""``matting-deploy build``: TensorRT engine for the GPU in front of you, or OpenVINO IR."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from .options import examples
     "matting-deploy build --bundle bundles/rvm --precision fp16",
     "matting-deploy build --bundle bundles/rvm --precision int8 --timing-cache trt.cache --device 1",
     "matting-deploy build --bundle bundles/rvm --precision int8 --trt-version 8.5.2 --trtexec",
+    "matting-deploy build --bundle bundles/rvm --target openvino   # model.xml/.bin for every ONNX artifact",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
-@click.option("--precision", type=click.Choice(PRECISIONS), required=True,
-              help="Engine precision (the recipe depends on the TensorRT version: see docs).")
+@click.option("--target", type=click.Choice(["tensorrt", "openvino"]), default="tensorrt", show_default=True,
+              help="tensorrt: a TensorRT engine; openvino: the OpenVINO IR of the bundle's ONNX artifacts.")
+@click.option("--precision", type=click.Choice(PRECISIONS),
+              help="Engine precision, required for tensorrt (the recipe depends on the TensorRT version: see "
+                   "docs); with openvino: only that artifact's IR [default: every ONNX artifact].")
 @click.option("--workspace", type=click.IntRange(min=1), metavar="MB",
               help="Builder workspace limit in MB (default: TensorRT's, the GPU's memory).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False),
@@ -29,7 +33,7 @@ from .options import examples
                    "engine for --trt-version (no TensorRT needed here; e.g. for a Jetson).")
 @click.option("--trt-version", metavar="X.Y.Z",
               help="With --trtexec: the target's TensorRT version (JetPack 5.1: 8.5.2, 6.0: 8.6.2, 6.1/6.2: 10.3.0).")
-def build(bundle, precision, workspace, timing_cache, device, force, trtexec, trt_version):
+def build(bundle, target, precision, workspace, timing_cache, device, force, trtexec, trt_version):
     """Build model.<precision>.engine in the bundle with TensorRT and record it in the manifest.
 
     TensorRT 8.5/8.6/10.0: model.onnx with the FP16/INT8 flags, INT8 scales from calib.cache (fed
@@ -39,7 +43,21 @@ def build(bundle, precision, workspace, timing_cache, device, force, trtexec, tr
     The file built from is checked against the running TensorRT's rules first (see 'check').
     With --trtexec --trt-version X.Y.Z nothing is built: the same plan is printed as a trtexec
     command and written into the bundle (trtexec.<precision>.<version>.sh).
+    --target openvino: model.xml/.bin (OpenVINO IR) next to each ONNX artifact, so the bundle runs
+    with only openvino installed (infer --backend openvino prefers the IR).
     """
+    if target == "openvino":
+        from ..runtimes.openvino_build import build_ir
+
+        for name, value in (("--workspace", workspace), ("--timing-cache", timing_cache),
+                            ("--trtexec", trtexec or None), ("--trt-version", trt_version)):
+            if value is not None:
+                raise click.BadParameter("a TensorRT option (not with --target openvino)", param_hint=name)
+
+        build_ir(bundle, [precision] if precision else None, force, log=click.echo)
+        return
+    if precision is None:
+        raise click.BadParameter("required with --target tensorrt", param_hint="--precision")
     from ..check.gate import check_build
 
     if trtexec or trt_version:

@@ -49,11 +49,11 @@ def backend_names() -> tuple[str, ...]:
 
 
 def artifact_names() -> tuple[str, ...]:
-    """Every ONNX artifact a bundle can hold (``bundle.layout.ARTIFACT_FILES``; imported when asked:
-    the bundle package pulls numpy, which a command's definition must not)."""
+    """Every artifact name (``bundle.layout.ARTIFACTS``: the ONNX files and OpenVINO's hinted ``bf16``;
+    imported when asked: the bundle package pulls numpy, which a command's definition must not)."""
     from ..bundle import layout
 
-    return tuple(layout.ARTIFACT_FILES)
+    return tuple(layout.ARTIFACTS)
 
 
 def _spellings(singular: str, many: bool) -> tuple[str, str]:

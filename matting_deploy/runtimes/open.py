@@ -3,7 +3,9 @@
 Backends: ``cpu``, ``cuda``, ``ort-trt`` run the bundle's ONNX artifacts (``fp32``, ``fp16``,
 ``int8``, ``int8-cpu``) in onnxruntime; ``tensorrt`` runs the native engine ``model.<precision>.engine`` that
 ``matting-deploy build`` made, chosen by the same precision name (``trt-fp16`` is accepted as an
-alias of ``fp16`` with ``tensorrt``).
+alias of ``fp16`` with ``tensorrt``); ``openvino`` runs the ONNX artifacts (or their IR from
+``build --target openvino``) and the execution precision ``bf16`` on an OpenVINO device (``CPU``
+by default; ``device="GPU"`` or the backend spelled ``openvino:GPU``, e.g. through the C surface).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..bundle import TRT_PREFIX, Bundle, engine_precision
+from ..bundle import HINTED, TRT_PREFIX, Bundle, engine_precision
 from ..errors import MattingDeployError
-from . import BACKENDS, ORT_BACKENDS
+from . import BACKENDS, OPENVINO, ORT_BACKENDS
 from .base import Runner
 
 
@@ -49,13 +51,22 @@ def open_runner(
     ofd: bool = False,
     ofd_threshold: float = 0.1,
     threads: int = 0,
+    device: str | None = None,
 ) -> Runner:
     """A runner (run / reset / close; a context manager) for ``artifact`` of ``bundle`` on ``backend``.
 
     ONNX artifacts are sha256-checked against the manifest first. ``ofd=True`` wraps the runner
     in MODNet's one-frame-delay smoothing (:class:`~.ofd.OfdRunner`: one frame of latency).
+    ``device``: the OpenVINO device (``CPU``, ``GPU``, ``NPU``, ``AUTO``; backend ``openvino`` only).
     """
     bun = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    if backend.startswith(f"{OPENVINO}:"):  # openvino:GPU
+        backend, device = OPENVINO, backend.split(":", 1)[1] or device
+    if device is not None and backend != OPENVINO:
+        raise MattingDeployError(f"--device: '{device}' is an OpenVINO device (backend {OPENVINO} only)")
+    if artifact in HINTED and backend != OPENVINO:
+        raise MattingDeployError(f"artifact '{artifact}' is an execution precision of OpenVINO "
+                                 f"({HINTED[artifact]}'s file with a {artifact} hint): open it with backend {OPENVINO}")
     if artifact.startswith(TRT_PREFIX) and backend != "tensorrt":
         raise MattingDeployError(
             f"artifact '{artifact}' is a TensorRT engine: open it with backend 'tensorrt'"
@@ -70,6 +81,10 @@ def open_runner(
 
         bun.verify(artifact)
         runner = OrtRunner.from_bundle(bun, artifact, backend, threads)
+    elif backend == OPENVINO:
+        from .openvino_runner import DEFAULT_DEVICE, OvRunner
+
+        runner = OvRunner.from_bundle(bun, artifact, device or DEFAULT_DEVICE, threads)
     else:
         raise MattingDeployError(f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
     if ofd:
@@ -77,3 +92,15 @@ def open_runner(
 
         return OfdRunner(runner, ofd_threshold)
     return runner
+
+
+def backend_artifacts(bundle: Bundle, backend: str) -> list[str]:
+    """The artifacts of ``bundle`` that ``backend`` runs, fp32 first (``openvino``: the ONNX ones
+    and ``bf16`` where the bundle has model.onnx; onnxruntime: the ONNX ones; ``tensorrt``: the
+    precisions whose engine exists)."""
+    if backend == "tensorrt":
+        return bundle.engines()
+    names = list(bundle.onnx_artifacts())
+    if backend.split(":")[0] == OPENVINO:
+        names += [a for a, source in HINTED.items() if source in names]
+    return names

@@ -38,9 +38,10 @@ enum md_status {
     MD_ERR_RUNTIME = -4   /* inference failed, or an unexpected internal error */
 };
 
-/* Open `artifact` ("fp32", "fp16", "int8") of the bundle folder `bundle` on `backend` ("cpu",
- * "cuda", "ort-trt" = onnxruntime; "tensorrt" = model.<artifact>.engine). On MD_OK, *handle is
- * set (never NULL). */
+/* Open `artifact` ("fp32", "fp16", "int8", "int8-cpu", "bf16") of the bundle folder `bundle` on
+ * `backend` ("cpu", "cuda", "ort-trt" = onnxruntime; "tensorrt" = model.<artifact>.engine;
+ * "openvino" = OpenVINO on the CPU, "openvino:GPU" etc. on another OpenVINO device; "bf16" is
+ * OpenVINO only). On MD_OK, *handle is set (never NULL). */
 typedef int (*md_open_fn)(const char *bundle, const char *artifact, const char *backend,
                           void **handle);
 
