@@ -16,9 +16,9 @@ from matting_deploy.data.imaging import load_image, load_matte
 from matting_deploy.data.preprocess import alpha_to_source, to_model_input
 from matting_deploy.data.sources import numbered_frames
 from matting_deploy.runtimes.open import open_runner
-from tests.fixtures import H, W, frames, make_runtime_bundle
+from tests.fixtures import NEEDS_AV, H, W, frames, make_runtime_bundle
 
-needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="needs PyAV: pip install -e '.[video]'")
+needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason=NEEDS_AV)
 
 
 def cli(*args):
