@@ -105,9 +105,11 @@ def clip_table(rows: list[Row]) -> str | None:
 
 
 def report_dict(
-    rows: list[Row], reference: Reference, gates: Gates, protocol: dict[str, Any], **extra: Any
+    rows: list[Row], reference: Reference, gates: Gates, protocol: dict[str, Any], notes: list[str],
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The machine-readable report (report.json)."""
+    """The machine-readable report (report.json); ``notes``: one-line remarks a reader needs to weigh
+    the figures (the data set's own notes, skipped backends, added rows), shown in report.md too."""
     results = []
     for row in rows:
         clip = None
@@ -145,6 +147,7 @@ def report_dict(
         "results": results,
         "ok": all(r.ok for r in rows),
         "failures": failures(rows),
+        "notes": list(notes),
         **extra,
     }
 
@@ -189,7 +192,7 @@ def markdown(
         lines += [f"## {title}", "", table, ""]
     if report["failures"]:
         lines += ["## Failed gates", "", *[f"- {f}" for f in report["failures"]], ""]
-    if report.get("notes"):
+    if report["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in report["notes"]], ""]
     if panels:
         lines += [
