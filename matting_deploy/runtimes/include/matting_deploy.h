@@ -38,9 +38,10 @@ enum md_status {
     MD_ERR_RUNTIME = -4   /* inference failed, or an unexpected internal error */
 };
 
-/* Open `artifact` ("fp32", "fp16", "int8") of the bundle folder `bundle` on `backend` ("cpu",
- * "cuda", "ort-trt" = onnxruntime; "tensorrt" = model.<artifact>.engine). On MD_OK, *handle is
- * set (never NULL). */
+/* Open `artifact` of the bundle folder `bundle` on `backend`. On MD_OK, *handle is set (never NULL).
+ *   Artifacts: "fp32", "fp16", "int8" (TensorRT's Q/DQ layout), "int8-cpu" (onnxruntime CPU layout).
+ *   Backends: "cpu", "cuda", "ort-trt" (onnxruntime), "tensorrt" (model.<artifact>.engine).
+ */
 typedef int (*md_open_fn)(const char *bundle, const char *artifact, const char *backend,
                           void **handle);
 
