@@ -80,7 +80,8 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
         missing = unavailable("torch")
         bgm = missing is None
         if missing:
-            click.echo(f"\nnote: Background Matting v1 leg skipped: it exports from PyTorch ({missing})")
+            click.echo("\nnote: Background Matting v1 leg skipped: it exports from PyTorch, an optional "
+                       "extra (pip install -e '.[torch]')")
     if bgm:
         click.echo("\nBackground Matting v1 leg: seeded random weights (no official checkpoint here); "
                    "its scores test the pipeline, not the model")

@@ -17,7 +17,7 @@ from ..errors import MattingDeployError
 from ..fileio import deferred_signals, pause_point, staging_dir
 from .gates import CLIP_METRICS, Gates, Reference, Row, failures
 from .metrics import METRICS
-from .panels import write_panels
+from .panels import DRIFT_QUANTILE, write_panels
 
 NAMES = {
     "mse": "MSE",
@@ -200,8 +200,9 @@ def markdown(
             "",
             "The images each artifact moved furthest from FP32 (mean squared alpha drift): "
             "image | ground truth | FP32 alpha | artifact alpha | error map |alpha - GT| "
-            "(black 0, red 1/3, yellow 2/3, white 1) | drift map |alpha - FP32| (same colours, "
-            "full scale printed under the map).",
+            "(black 0, red 1/3, yellow 2/3, white 1) | drift map |alpha - FP32| (same colours over "
+            f"the scale printed under the map: the {DRIFT_QUANTILE:.0%} quantile of the pixels that drift, rounded up; "
+            "'+' and the maximum when some drift further, shown white).",
             "",
         ]
         for label, files in panels.items():
