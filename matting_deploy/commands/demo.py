@@ -91,7 +91,7 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
         _run(["calibrate", "--int8", "--bundle", bgm_dir, "--data", str(calib), "--num", few, *again])
         _run(["validate", "--bundle", bgm_dir, "--data", str(evaluation), "--limit", few, "--report",
               str(root / "report-bgm"), *again])
-    for line in summary(root, bundle, beats):
+    for line in summary(root, bundle, beats, root / "report-bgm" if bgm else None):
         click.echo(line)
 
 
@@ -114,12 +114,13 @@ def beats_fp32_notes(report: Path) -> list[str]:
             "  (the demo's ground truth was made by the FP32 model: see the report's notes)"]
 
 
-def summary(root: Path, bundle: Path, notes: list[str]) -> list[str]:
+def summary(root: Path, bundle: Path, notes: list[str], bgm_report: Path | None = None) -> list[str]:
     """The demo's last lines: what it made, why a lower precision may score better, what to run next."""
     return [
         "",
         f"demo done: bundle {bundle} (FP32, FP16 and INT8 ONNX, calib.cache for TensorRT)",
         f"report: {root / 'report' / 'report.md'}",
+        *([f"Background Matting v1 report (random weights): {bgm_report / 'report.md'}"] if bgm_report else []),
         *notes,
         "next, on your own photos, video or data:",
         f"  matting-deploy infer --bundle {bundle} --input PHOTO_FOLDER_OR_VIDEO --out {root / 'mine'}",
