@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,19 @@ NAMES = {"fp32": "FP32", "fp16": "FP16", "int8": "INT8 (Q/DQ, TensorRT >= 10.1 a
          "int8 implicit-emulated": "INT8 implicit (TensorRT 8.5/8.6/10.0, emulated)",
          "int8-cpu": "INT8-CPU (onnxruntime CPU integer kernels)"}
 
+
+def gpu_text() -> str:
+    """What this machine has: the GPUs nvidia-smi names, else "no GPU" (none, or no driver to ask)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return "no GPU"
+    try:
+        out = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return "no GPU"
+    names = [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
+    return ", ".join(names) if names else "no GPU"
 
 def run(args: list[str], log: list[str]) -> int:
     """One matting-deploy command in this process; returns its exit code (1 = a drift gate failed)."""
@@ -154,7 +168,7 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
     lines = [
         START,
         f"Made by `bench/readme_figures.py` on {cpu} CPU cores ({platform.machine()}, onnxruntime {ver}, "
-        f"no GPU): `{onnx.name}` on `{data.name}` ({n_img} images"
+        f"{gpu_text()}; every figure on the CPU backend): `{onnx.name}` on `{data.name}` ({n_img} images"
         + (f", {protocol['n_clips']} clip(s) of {n_frames} frames" if n_frames else "")
         + f"), input {height}x{width}, {protocol['frames_per_image']} frames per image. Commands run:",
         "",

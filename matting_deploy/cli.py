@@ -103,7 +103,8 @@ class LazyGroup(click.Group):
              "official RVM, nothing needed from you\n  matting-deploy COMMAND --help")
 @click.version_option(__version__, prog_name="matting-deploy")
 def main() -> None:
-    """Portrait matting (MODNet, RVM) from PyTorch to verified ONNX, INT8/FP16 and TensorRT."""
+    """Portrait matting (MODNet, RVM, Background Matting v1) from PyTorch to verified ONNX, INT8/FP16
+    and TensorRT."""
 
 
 if __name__ == "__main__":  # python -m matting_deploy.cli

@@ -144,12 +144,19 @@ def owned_dir(parent: str | os.PathLike, prefix: str) -> Path:
 
 @contextlib.contextmanager
 def _owned_folder(parent: Path, prefix: str) -> Iterator[Path]:
-    tmp = owned_dir(parent, prefix)
+    """Made and removed with SIGINT/SIGTERM held: a signal during either acts after it, so it can
+    neither leave the folder unregistered nor cut its removal short."""
+    tmp: Path | None = None
     try:
+        with deferred_signals():
+            tmp = owned_dir(parent, prefix)
         with write_errors(tmp):
             yield tmp
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            with deferred_signals():
+                pause_point(f"cleanup-{prefix}")
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def staging_dir(parent: str | os.PathLike) -> contextlib.AbstractContextManager[Path]:

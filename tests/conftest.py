@@ -2,7 +2,9 @@
 
 PyTorch is an optional extra: a test module that needs it starts with
 ``torch = pytest.importorskip("torch", reason=NEEDS_TORCH)``, so a plain ``pip install -e '.[dev]'``
-runs every other test and reports those modules as skipped with that reason.
+runs every other test and reports those modules as skipped with that reason. PyAV (the [video] extra)
+likewise: ``pytest.importorskip("av", reason=NEEDS_AV)`` or a ``skipif`` with ``NEEDS_AV``. ``.ci/run``
+fails its second leg, which installs both extras, if any test still skips with either reason.
 """
 
 import sys

@@ -28,7 +28,16 @@ from tests.fixtures import (
     tiny_graph,
     write_bundle,
 )
-from tests.fixtures.faults import Case, bomb_png, error_lines, fake_rvm_pha3, float_tiff, pha3_graph, snapshot
+from tests.fixtures.faults import (
+    Case,
+    bomb_png,
+    error_lines,
+    fake_rvm_pha3,
+    float_tiff,
+    pha3_graph,
+    rvm_pha3_graph,
+    snapshot,
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +75,9 @@ def world(tmp_path_factory) -> dict[str, Path]:
     w["rvm_bundle"] = write_bundle(
         root / "rvmb", "rvm", H, W, {"fp32": lambda p: tiny_graph(p, recurrent=True)},
         [io("src", [1, 3, H, W])], [io("pha", [1, 1, H, W])], [StateSpec("r1i", "r1o", (1, 1, H, W))])
+    w["rvm_pha3_bundle"] = write_bundle(
+        root / "rvmpha3", "rvm", H, W, {"fp32": rvm_pha3_graph}, [io("src", [1, 3, H, W])],
+        [io("fgr", [1, 3, H, W]), io("pha", [1, 1, H, W])], [StateSpec("r1i", "r1o", (1, 1, H, W))])
     return w
 
 
@@ -240,6 +252,10 @@ CASES = [
     ("calibrate-exists", lambda c: C(c, bundle="calibrated"), "model.int8.onnx"),
     ("calibrate-bundle-pha-3-channels", lambda c: C(c, bundle=c.manifest("rvm_bundle", _rvm_pha3_manifest)),
      "outputs[0].shape"),
+    ("calibrate-rvm-graph-pha-3-channels", lambda c: C(c, bundle="rvm_pha3_bundle"), "output 'pha'"),
+    ("calibrate-cpu-rvm-graph-pha-3-channels", lambda c: C(c, "--target", "cpu", bundle="rvm_pha3_bundle"),
+     "output 'pha'"),
+    ("calibrate-nothing-to-quantize", lambda c: C(c, bundle="rvm_bundle"), "nothing to quantize"),
     # ---------------------------------------------------------------- validate
     ("validate-mse-ratio-negative", lambda c: V(c, "--max-mse-ratio", "-1"), "--max-mse-ratio"),
     ("validate-mse-ratio-nan", lambda c: V(c, "--max-mse-ratio", "nan"), "--max-mse-ratio"),

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from matting_deploy.cli import main
-from tests.fixtures import make_runtime_bundle
+from tests.fixtures import NEEDS_TORCH, make_runtime_bundle
 
 SWEEP = Path(__file__).resolve().parents[1] / "bench" / "bench_gpu_sweep.py"
 
@@ -28,6 +28,7 @@ def _sweep_module():
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """The sweep on CPU at one small size, all three models: its output and its bundle folder."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)  # the sweep exports its bundles from PyTorch
     work = tmp_path_factory.mktemp("sweep")
     out = work / "rows.json"
     text = io.StringIO()
@@ -77,7 +78,9 @@ def test_anchor_refuses_a_graph_that_is_not_our_network(tmp_path):
 
 
 def test_anchor_without_torch_is_one_line(tmp_path, monkeypatch):
-    root = make_runtime_bundle(tmp_path / "rvm", "rvm")
+    root = make_runtime_bundle(tmp_path / "modnet", "modnet")
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "source": "pytorch"}))  # one of ours
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails
     res = CliRunner().invoke(main, ["bench", "--bundle", str(root), "--iters", "2",
                                     "--anchor", "torch"])

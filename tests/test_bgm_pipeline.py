@@ -27,7 +27,7 @@ from matting_deploy.infer.postprocess import official
 from matting_deploy.runtimes import capi
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 from matting_deploy.runtimes.segmenter import BundleSegmenter
-from tests.fixtures import make_runtime_bundle
+from tests.fixtures import NEEDS_TORCH, make_runtime_bundle
 from tests.fixtures.images import _save, _scene
 
 HW = 64
@@ -39,6 +39,7 @@ def cli(*args):
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
+    pytest.importorskip("torch", reason=NEEDS_TORCH)  # the BGM bundle is exported from the PyTorch network
     out = tmp_path_factory.mktemp("bgm") / "bundle"
     export_bundle(ExportOptions("bgm", out, height=HW, width=HW, fp16=True), log=lambda m: None)
     return out

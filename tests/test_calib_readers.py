@@ -16,6 +16,7 @@ from matting_deploy.data.sources import (
     warmup_items,
 )
 from matting_deploy.errors import MattingDeployError
+from tests.fixtures import NEEDS_AV
 
 H, W = 24, 32
 
@@ -95,7 +96,7 @@ def test_empty_and_missing_sources_are_errors(tmp_path):
 
 
 def test_video_file_frames(tmp_path):
-    av = pytest.importorskip("av")
+    av = pytest.importorskip("av", reason=NEEDS_AV)
     path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("mpeg4", rate=10)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import ctypes
+import os
+import re
 import shutil
 import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from matting_deploy.bundle import Bundle
-from matting_deploy.runtimes import capi
+from matting_deploy.bundle import ARTIFACTS, Bundle
+from matting_deploy.runtimes import BACKENDS, capi
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 from tests.fixtures import H, W, frames, make_runtime_bundle
 
@@ -78,11 +83,19 @@ int misuse(const md_api *api, const char *bundle, int *codes, char *msgs, int ms
 """
 
 
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _cc() -> str:
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no C compiler (cc) on this machine")
+    return cc
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    cc = _cc()
     work = tmp_path_factory.mktemp("cdriver")
     (work / "drive.c").write_text(DRIVER)
     include = capi.header_path().parent
@@ -187,3 +200,52 @@ def test_python_side_of_the_pointers(tmp_path):
     assert set(capi.function_addresses()) == set(capi.FUNCTIONS)
     assert all(capi.function_addresses().values())
     assert capi.api_address() == ctypes.addressof(capi.api())
+
+
+def test_header_lists_what_the_code_accepts():
+    """The header's artifact and backend names, ABI version and status codes are the code's."""
+    text = capi.header_path().read_text()
+    artifacts = re.search(r"Artifacts: (.*?)\n \*   Backends:", text, re.S).group(1)
+    backends = re.search(r"Backends: (.*?)\n", text).group(1)
+    assert re.findall(r'"([\w-]+)"', artifacts) == list(ARTIFACTS)
+    assert re.findall(r'"([\w-]+)"', backends) == list(BACKENDS)
+    assert f"#define MD_ABI_VERSION {capi.ABI_VERSION}" in text
+    for name in ("MD_OK", "MD_ERR_ARGUMENT", "MD_ERR_HANDLE", "MD_ERR_BUNDLE", "MD_ERR_RUNTIME"):
+        assert re.search(rf"{name} = {getattr(capi, name)}\b", text), name
+
+
+def _readme_embed_program() -> str:
+    blocks = re.findall(r"```c\n(.*?)```", README.read_text(), re.S)
+    (program,) = [b for b in blocks if "api_address" in b and "int main" in b]
+    return program
+
+
+def test_c_program_embedding_python_calls_through_api_address(tmp_path):
+    """The README's embedding example, compiled as it stands: a C program starts Python, takes the
+    md_api from capi.api_address() and runs a bundle; its alpha is the Python runner's."""
+    cc = _cc()
+    include = Path(sysconfig.get_paths()["include"])
+    libdir, library = sysconfig.get_config_var("LIBDIR"), sysconfig.get_config_var("LDLIBRARY") or ""
+    if not (include / "Python.h").is_file():
+        pytest.skip(f"no Python.h in {include} (the Python development headers) to embed Python")
+    if not (libdir and library.endswith(".so") and (Path(libdir) / library).is_file()):
+        pytest.skip("this Python has no shared libpython to embed")
+    (tmp_path / "embed.c").write_text(_readme_embed_program())
+    exe = tmp_path / "embed"
+    version = sysconfig.get_config_var("LDVERSION") or sysconfig.get_config_var("VERSION")
+    subprocess.run([cc, "-Wall", "-Werror", "-I", str(include), "-I", str(capi.header_path().parent),
+                    str(tmp_path / "embed.c"), "-L", libdir, f"-lpython{version}", f"-Wl,-rpath,{libdir}",
+                    "-lm", "-o", str(exe)], check=True)
+    bundle = make_runtime_bundle(tmp_path / "rvm", "rvm")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    res = subprocess.run([str(exe), str(bundle), str(tmp_path / "pha.f32")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    src = (np.arange(3 * H * W) % 251 / 250.0).astype(np.float32).reshape(1, 3, H, W)
+    want = OrtRunner.from_bundle(Bundle.open(bundle)).run(src)["pha"]
+    got = np.fromfile(tmp_path / "pha.f32", np.float32).reshape(want.shape)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert want.std() > 1e-3  # a non-constant matte: the comparison has teeth
+    res = subprocess.run([str(exe), str(tmp_path / "missing")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 1 and "missing" in res.stderr  # md_last_error's line, printed by C

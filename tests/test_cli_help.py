@@ -27,6 +27,7 @@ def test_group_help_lists_commands_with_an_example():
     text = CliRunner().invoke(main, ["--help"]).output
     assert all(name in text for name in COMMANDS)
     assert "matting-deploy demo" in text
+    assert "MODNet, RVM, Background Matting v1" in " ".join(text.split())  # every model, BGM included
 
 
 def test_calibrate_int8_is_marked_required():

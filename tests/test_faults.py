@@ -146,6 +146,22 @@ def test_interrupt_leaves_nothing(base, tmp_path, point, make, sig):
     assert not left, f"temporary files left behind: {left}"
 
 
+@pytest.mark.parametrize("sig", [TERM, INT], ids=["TERM", "INT"])
+def test_signal_while_the_temp_folder_is_removed_still_removes_it(base, tmp_path, sig):
+    """A signal right after calibrate committed model.int8.onnx, while its md-calib-* folder is
+    being removed: the removal finishes, then the signal acts."""
+    args, watch = _calibrate(base, tmp_path)
+    p, lines, go = _paused(args, "cleanup-md-calib-", tmp_path)
+    assert (watch / "b" / "model.int8.onnx").is_file()  # committed before the temp folder goes
+    p.send_signal(sig)
+    go.touch()
+    code, text = _finish(p, lines)
+    assert code == 128 + sig, text
+    left = [x.name for x in (tmp_path / "tmpdir").iterdir() if x.name != ".ses"]
+    assert not left, f"temporary files left behind: {left}"
+    _complete(watch / "b")
+
+
 def test_signal_during_commit_waits_for_it(base, tmp_path):
     """SIGTERM inside the commit is held until the renames are done: the new state, complete."""
     args, _ = _calibrate(base, tmp_path)

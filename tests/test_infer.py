@@ -16,9 +16,9 @@ from matting_deploy.data.imaging import load_image, load_matte
 from matting_deploy.data.preprocess import alpha_to_source, to_model_input
 from matting_deploy.data.sources import numbered_frames
 from matting_deploy.runtimes.open import open_runner
-from tests.fixtures import H, W, frames, make_runtime_bundle
+from tests.fixtures import NEEDS_AV, H, W, frames, make_runtime_bundle
 
-needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="needs PyAV: pip install -e '.[video]'")
+needs_av = pytest.mark.skipif(importlib.util.find_spec("av") is None, reason=NEEDS_AV)
 
 
 def cli(*args):
@@ -68,6 +68,8 @@ def test_unrelated_images_run_each_on_its_own(rvm, tmp_path):
               "--warmup-frames", 3)
     assert res.exit_code == 0, res.output
     assert "3 images in" in res.output and "run as separate images (names are not numbered frames)" in res.output
+    assert f"3 images -> {tmp_path / 'o'}" in res.output and "images/s end to end" in res.output
+    assert "frame(s)" not in res.output
     runner = open_runner(rvm, "fp32", "cpu")
     for path in paths:
         got = load_matte(tmp_path / "o" / "alpha" / path.name)
@@ -78,7 +80,7 @@ def test_unrelated_images_run_each_on_its_own(rvm, tmp_path):
     # --as video carries the state through them instead: a different result for the later images
     res = cli("infer", "--bundle", rvm, "--input", tmp_path / "photos", "--out", tmp_path / "v", "--as", "video")
     assert res.exit_code == 0, res.output
-    assert "run as one clip, state carried" in res.output
+    assert "run as one clip, state carried" in res.output and f"3 frames -> {tmp_path / 'v'}" in res.output
     last = paths[-1].name
     carried, alone = (load_matte(tmp_path / d / "alpha" / last) for d in ("v", "o"))
     assert np.abs(carried - alone).max() > 2 / 255

@@ -55,6 +55,8 @@ def test_commands_run_without_torch(tmp_path):
     official_modnet_like(modnet_onnx)
     make_images(tmp_path / "calib", n=4)
     data = make_ppm_data(tmp_path / "data", n=2)
+    weights = tmp_path / "w.ckpt"
+    weights.write_bytes(b"reading a checkpoint needs torch")
     b, m = str(tmp_path / "b"), str(tmp_path / "m")
     commands = [
         [name, "--help"] for name in ("export", "calibrate", "validate", "build", "bench", "infer", "demo")
@@ -70,6 +72,7 @@ def test_commands_run_without_torch(tmp_path):
         ["bench", "--bundle", b, "--iters", "2", "--warmup", "0"],
         ["infer", "--bundle", m, "--input", str(data / "image"), "--out", str(tmp_path / "out")],
         ["export", "--model", "modnet", "--out", str(tmp_path / "needs-torch")],
+        ["export", "--model", "modnet", "--weights", str(weights), "--out", str(tmp_path / "needs-torch")],
     ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
     proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(commands)], capture_output=True,
@@ -77,10 +80,11 @@ def test_commands_run_without_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     *results, loaded = json.loads(proc.stdout.strip().splitlines()[-1])
     assert loaded == {"torch_loaded": False, "torch_blocked": True}
-    for res in results[:-1]:
+    for res in results[:-2]:
         assert res["code"] == 0, (res["args"], res["output"], res["error"])
-    refused = results[-1]
-    assert refused["code"] == 2 and "PyTorch is not installed" in refused["output"]
-    assert "pip install 'matting-deploy[torch]'" in refused["output"]
-    assert len(refused["output"].strip().splitlines()) == 1
+    for refused, named in zip(results[-2:], ["export --model modnet without --from-onnx", str(weights)], strict=True):
+        assert refused["code"] == 2 and refused["output"].startswith(f"error: {named}: PyTorch is not installed")
+        assert "pip install 'matting-deploy[torch]'" in refused["output"]
+        assert len(refused["output"].strip().splitlines()) == 1
+    assert not (tmp_path / "needs-torch").exists()
     assert (tmp_path / "b" / "model.int8.onnx").is_file() and (tmp_path / "report" / "report.json").is_file()

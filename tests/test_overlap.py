@@ -108,13 +108,18 @@ def test_a_producing_error_cancels_queued_scores():
 
 
 def test_ctrl_c_while_producing_leaves_nothing_running():
+    running = []
+
     def items():
         yield 0
         yield 1
+        running.extend(_score_threads())  # the pool's worker, alive while producing
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         list(scored_in_background(items(), lambda k: time.sleep(0.01)))
+    assert running and not any(t.is_alive() for t in running)  # the worker existed and is gone
+    assert _score_threads() == []
 
 
 def test_ctrl_c_inside_a_score_reaches_the_caller():
@@ -128,9 +133,19 @@ def test_ctrl_c_inside_a_score_reaches_the_caller():
 
 
 def test_stopping_early_shuts_the_pool_down():
-    gen = scored_in_background(range(100), lambda k: k)
+    scored = []
+
+    def score(k: int) -> int:
+        scored.append(k)
+        return k
+
+    gen = scored_in_background(range(100), score)
     assert next(gen) == 0
+    running = _score_threads()
+    assert running  # the worker is up while the caller holds the generator
     gen.close()  # what a `break` out of the for loop does
+    assert not any(t.is_alive() for t in running) and _score_threads() == []
+    assert len(scored) < 10  # the rest was never scored
 
 
 def test_look_ahead_is_bounded():

@@ -16,6 +16,14 @@ def test_drift_scale_rounds_up_to_a_readable_full_scale():
     assert drift_scale(np.zeros(4)) == pytest.approx(0.005)  # never below one 8-bit step
 
 
+def test_drift_scale_fits_the_bulk_not_a_few_outliers():
+    """INT8's drift: most moved pixels a little, a few edge pixels far (demo RVM: max 0.5)."""
+    drift = np.zeros(10000, np.float32)
+    drift[:1000] = np.linspace(0.005, 0.03, 1000)
+    drift[1000:1005] = 0.5
+    assert drift_scale(drift) == pytest.approx(0.05)  # not 1: the max would paint the bulk black
+
+
 def test_worst_images_are_picked_by_drift_from_fp32_and_the_drift_map_shows_it(tmp_path):
     from matting_deploy.data.pairs import DataSet
     from matting_deploy.data.preprocess import Geometry
@@ -47,5 +55,9 @@ def test_worst_images_are_picked_by_drift_from_fp32_and_the_drift_map_shows_it(t
     tw = round(30 * 320 / 40)
     drift_tile = img[:320, 5 * (tw + 4):5 * (tw + 4) + tw]
     assert drift_tile[40:100, 10:-10, 0].mean() > 200 and drift_tile[220:300, 10:-10].max() < 10
+    alpha[0, :3] = 1.0  # three pixels drift by 0.5: the bulk stays bright, they show white
+    img = np.asarray(panel(np.zeros((40, 30, 3), np.float32), gt, fp, alpha, "int8"), np.float32)
+    drift_tile = img[:320, 5 * (tw + 4):5 * (tw + 4) + tw]
+    assert drift_tile[40:100, 10:-10, 0].mean() > 200 and drift_tile[:4, :20].min() > 240
     legend = img[320 + 14:, 5 * (tw + 4) + 2:5 * (tw + 4) + tw - 2]
     assert legend[:, 0].max() < 30 and legend[:, -1].min() > 220  # black -> white colour bar

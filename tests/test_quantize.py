@@ -21,7 +21,8 @@ from matting_deploy.data.preprocess import preprocess_for
 from matting_deploy.data.sources import find_source, readable_only
 from matting_deploy.errors import MattingDeployError
 from matting_deploy.fileio import sha256_file
-from matting_deploy.quantize import collect, ranges
+from matting_deploy.quantize import collect, drift, ranges
+from matting_deploy.quantize.drift import held_out
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
 from tests.fixtures import QH, QW, make_images
 from tests.fixtures import make_calib_bundle as make_bundle
@@ -118,6 +119,14 @@ def test_max_drift_keeps_the_sensitive_node_in_float(tmp_path):
     assert report["drift_before"] > 1e-4 > report["drift_after"]
     assert report["nodes"] == ["c5"]
     assert "c5" in json.loads((bundle_dir / "calib.json").read_text())["float_nodes"]
+    # drift_after is the drift of the file written (FP16 outside Q/DQ), not of an FP32-outside twin
+    bundle, source = Bundle.open(bundle_dir), find_source(data)
+    items = {it.name: it for it in source.items}
+    held = [items[name] for name in report["held_out"]]
+    ho = held_out(OrtRunner.from_bundle(bundle), source, held, bundle, 1)
+    assert ho.names == report["held_out"]
+    written = drift.protocol_drift(bundle_dir / "model.int8.onnx", bundle, ho.srcs, ho.refs, 1)
+    assert written == pytest.approx(report["drift_after"], rel=1e-6, abs=1e-12)
 
 
 def test_rvm_calibration_sees_real_nonzero_state(tmp_path):

@@ -349,3 +349,11 @@ def test_layouts_bench_times_every_layout(bundle, capsys):
                           "every-conv+eltwise"]
     assert rows["fp32"][1] == "0" and int(rows["fp32"][2]) > 0 and rows["fp32"][-1] == "1.00x"
     assert rows["every-conv"][2] == "0" and int(rows["every-conv"][1]) > int(rows["shipped"][1]) > 0
+
+
+def test_a_recipe_names_only_known_rules():
+    from matting_deploy.quantize.recipe import RULES
+
+    assert {"early", "refiner", "pixels", "full-size"} <= set(RULES)
+    with pytest.raises(ValueError, match="unknown rule.*'?stemm'?"):
+        Recipe("typo", exclude_rules=("stemm",))

@@ -56,3 +56,14 @@ def test_refuses_a_readme_without_markers(script, tmp_path):
     with pytest.raises(SystemExit, match="needs one"):
         script.rewrite(readme, "x")
     assert readme.read_text() == "no markers\n"
+
+
+def test_the_block_names_the_machine_s_gpu_or_says_none(script, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi on the path
+    assert script.gpu_text() == "no GPU"
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H200'\n")
+    smi.chmod(0o755)
+    assert script.gpu_text() == "NVIDIA H200"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed: no driver' >&2\nexit 9\n")
+    assert script.gpu_text() == "no GPU"

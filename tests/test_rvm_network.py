@@ -17,10 +17,10 @@ from torch import nn  # noqa: E402
 
 from matting_deploy.models.rvm import MattingNetwork  # noqa: E402
 from matting_deploy.models.rvm.model import onnx_safe_scale  # noqa: E402
-from matting_deploy.models.specs import RVM_STATE_CHANNELS, rvm_state_shapes  # noqa: E402
+from matting_deploy.models.specs import RVM_STATE_CHANNELS, RVM_VARIANTS, rvm_state_shapes  # noqa: E402
 
 REF = Path(__file__).parent / "reference"
-VARIANTS = ("mobilenetv3", "resnet50")
+VARIANTS = RVM_VARIANTS
 
 
 def manifest(variant: str) -> dict:

@@ -63,18 +63,19 @@ def test_runner_pool_opens_one_runner_per_thread_and_closes_all():
     pool = RunnerPool(open_runner, threads=3)
     seen = []
     lock = threading.Lock()
+    both = threading.Barrier(2, timeout=10)  # each call waits for one on the other worker
 
     def use(_):
         runner = pool.get()
         assert pool.get() is runner  # the same thread gets its own runner back
         with lock:
             seen.append(runner)
-        time.sleep(0.05)
+        both.wait()
         return True
 
     assert all(scored_in_background(range(6), use, workers=2))
     runners = set(map(id, seen))
-    assert 1 <= len(runners) <= 2 and opened == [3] * len(runners)
+    assert len(runners) == 2 and opened == [3, 3]  # one runner per worker thread, each opened once
     pool.close()
     assert all(r.closed for r in seen)
 

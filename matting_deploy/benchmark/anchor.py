@@ -39,10 +39,9 @@ class Anchor:
     close: Callable[[], None] = lambda: None
 
 
-def _network(bundle: Bundle) -> tuple[Any, str]:
-    """The PyTorch module behind the bundle's ONNX contract and where its weights come from."""
-    from ..export.torch_export import build_network, wrap
-
+def require_anchor(bundle: Bundle) -> Any:
+    """The ``torch`` module for the anchor of ``bundle``, or a one-line error: a bundle that is not one
+    of this project's networks is refused first (installing PyTorch would not help it)."""
     source, variant = bundle.manifest.get("source"), bundle.manifest.get("variant")
     if not (source == "pytorch" or (isinstance(source, dict) and "onnx" in source)):
         raise MattingDeployError(f"--anchor torch: {bundle.root}: not exported from this project's "
@@ -52,6 +51,14 @@ def _network(bundle: Bundle) -> tuple[Any, str]:
         if channels != RVM_STATE_CHANNELS.get(variant):
             raise MattingDeployError(f"--anchor torch: {bundle.root}: RVM variant {variant!r} "
                                      f"with state channels {channels} is not one of ours")
+    return require("torch", "--anchor torch")
+
+
+def _network(bundle: Bundle) -> tuple[Any, str]:
+    """The PyTorch module behind the bundle's ONNX contract and where its weights come from."""
+    from ..export.torch_export import build_network, wrap
+
+    variant = bundle.manifest.get("variant")
     weights = bundle.manifest.get("weights")
     if weights and not Path(weights).is_file():
         weights = None
@@ -74,7 +81,7 @@ def torch_anchor(bundle: Bundle, artifact: str, backend: str, src: np.ndarray,
                  threads: int = 0, extra: dict[str, np.ndarray] | None = None) -> Anchor:
     """The anchor for ``artifact`` of ``bundle`` on the device of ``backend`` (cpu: eager);
     ``extra``: the inputs after ``src`` (BGM's ``bgr`` and ``seg``), by name."""
-    torch = require("torch", "--anchor torch")
+    torch = require_anchor(bundle)
     graph, weights = _network(bundle)
     inputs = [src, *_extra_inputs(bundle, extra or {})]
     shapes = _state_shapes(bundle, src)

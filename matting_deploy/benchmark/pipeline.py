@@ -15,11 +15,11 @@ from .. import __version__
 from ..bundle import Bundle
 from ..data.preprocess import extra_inputs
 from ..errors import MattingDeployError
-from ..optional import require, versions
+from ..optional import versions
 from ..runtimes import ORT_BACKENDS
 from ..runtimes.base import Runner
 from ..runtimes.open import io_spec, open_runner
-from .anchor import Anchor, make_anchor
+from .anchor import Anchor, make_anchor, require_anchor
 
 
 def default_artifacts(bundle: Bundle, backend: str) -> list[str]:
@@ -136,7 +136,7 @@ def run_bench(
     many runs); returns the JSON-ready result."""
     bun = Bundle.open(bundle)
     if anchor == "torch":
-        require("torch", "--anchor torch")  # before any output: a missing extra is one error line
+        require_anchor(bun)  # before any output: a missing extra or a foreign graph is one error line
     if profile_runs and backend not in ORT_BACKENDS:
         raise MattingDeployError(f"--profile-ops: onnxruntime backends only ({', '.join(ORT_BACKENDS)})")
     names = artifacts or default_artifacts(bun, backend)

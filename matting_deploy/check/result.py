@@ -49,9 +49,6 @@ class RuleResult:
     def status(self) -> str:
         return {True: "pass", False: "FAIL", None: "n/a"}[self.ok]
 
-    def as_tuple(self) -> tuple[str, str, bool | None, list[str], str]:
-        return self.rule, self.title, self.ok, list(self.nodes), self.detail
-
     def to_dict(self) -> dict:
         return {"artifact": self.artifact, "rule": self.rule, "title": self.title, "status": self.status,
                 "ok": self.ok, "nodes": list(self.nodes), "detail": self.detail}

@@ -67,20 +67,21 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
     matter = OrtRunner(onnx_path, [StateSpec(i, o, None) for i, o in RVM_STATE_NAMES], 1.0)
     people = {name: photos[name] for name in PEOPLE}
     click.echo(f"matting {len(people)} photos with the FP32 model to make the composites")
-    write_demo_sets(calib, evaluation, people, {n: photos[n] for n in BACKGROUNDS}, matter, images)
+    write_demo_sets(calib, evaluation, people, {n: photos[n] for n in BACKGROUNDS}, matter, images,
+                    f"the official RVM MobileNetV3 FP32 model ({RVM_MOBILENETV3_ONNX.requirement})")
     click.echo(f"wrote {images} calibration and {images} evaluation composites under {root / 'data'}")
     again = ["--force"] if force else []
     _run(["export", "--model", "rvm", "--from-onnx", str(onnx_path), "--fp16", "--out", str(bundle), *again])
     _run(["calibrate", "--int8", "--bundle", str(bundle), "--data", str(calib), "--num", str(images), *again])
     _run(["validate", "--bundle", str(bundle), "--data", str(evaluation), "--report", str(root / "report"),
           *again])
-    for line in beats_fp32_notes(root / "report" / "report.json", bundle):
-        click.echo(line)
+    beats = beats_fp32_notes(root / "report" / "report.json")
     if bgm is None:
         missing = unavailable("torch")
         bgm = missing is None
         if missing:
-            click.echo(f"\nnote: Background Matting v1 leg skipped: it exports from PyTorch ({missing})")
+            click.echo("\nnote: Background Matting v1 leg skipped: it exports from PyTorch, an optional "
+                       "extra (pip install -e '.[torch]')")
     if bgm:
         click.echo("\nBackground Matting v1 leg: seeded random weights (no official checkpoint here); "
                    "its scores test the pipeline, not the model")
@@ -90,16 +91,41 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
         _run(["calibrate", "--int8", "--bundle", bgm_dir, "--data", str(calib), "--num", few, *again])
         _run(["validate", "--bundle", bgm_dir, "--data", str(evaluation), "--limit", few, "--report",
               str(root / "report-bgm"), *again])
+    for line in summary(root, bundle, beats, root / "report-bgm" if bgm else None):
+        click.echo(line)
 
 
-def beats_fp32_notes(report: Path, bundle: Path) -> list[str]:
-    """One line per row whose MSE is below FP32's, explaining why that happens in the demo."""
+def label(artifact: str) -> str:
+    """``int8 implicit-emulated`` -> ``INT8 implicit-emulated``: the precision in capitals, the rest as is."""
+    precision, _, rest = artifact.partition(" ")
+    return f"{precision.upper()} {rest}".rstrip()
+
+
+def beats_fp32_notes(report: Path) -> list[str]:
+    """Short lines naming the rows whose MSE is below FP32's (the report's notes say why); none when
+    FP32 scores best."""
     results = json.loads(report.read_text())["results"]
     fp32 = next(r for r in results if r["artifact"] == "fp32")["metrics"]["mse"]
+    better = [f"{label(r['artifact'])} ({r['backend']}) x{r['metrics']['mse'] / fp32:.4f}"
+              for r in results if r["artifact"] != "fp32" and r["metrics"]["mse"] < fp32]
+    if not better:
+        return []
+    return [f"note: MSE below FP32's here: {', '.join(better)}",
+            "  (the demo's ground truth was made by the FP32 model: see the report's notes)"]
+
+
+def summary(root: Path, bundle: Path, notes: list[str], bgm_report: Path | None = None) -> list[str]:
+    """The demo's last lines: what it made, why a lower precision may score better, what to run next."""
     return [
-        f"note: {r['artifact'].upper()} ({r['backend']}) scores MSE x{r['metrics']['mse'] / fp32:.3f} of FP32 "
-        "here because the demo's ground truth was made by the FP32 model itself, so drift can land "
-        "closer to it by chance; for real accuracy run: matting-deploy validate --bundle "
-        f"{bundle} --data YOUR_DATA (image/ + matte/ with true mattes, e.g. PPM-100)"
-        for r in results if r["artifact"] != "fp32" and r["metrics"]["mse"] < fp32
+        "",
+        f"demo done: bundle {bundle} (FP32, FP16 and INT8 ONNX, calib.cache for TensorRT)",
+        f"report: {root / 'report' / 'report.md'}",
+        *([f"Background Matting v1 report (random weights): {bgm_report / 'report.md'}"] if bgm_report else []),
+        *notes,
+        "next, on your own photos, video or data:",
+        f"  matting-deploy infer --bundle {bundle} --input PHOTO_FOLDER_OR_VIDEO --out {root / 'mine'}",
+        f"  matting-deploy bench --bundle {bundle}   # speed of each artifact here",
+        f"  matting-deploy check --bundle {bundle}   # what TensorRT will accept and run in INT8",
+        f"  matting-deploy validate --bundle {bundle} --data YOUR_DATA --report {root / 'my-report'}",
+        "    (YOUR_DATA: image/ + matte/ with true mattes, e.g. PPM-100)",
     ]

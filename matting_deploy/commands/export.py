@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..models.specs import RVM_VARIANTS
 from .options import examples
 
 
@@ -17,7 +18,7 @@ from .options import examples
 ))
 @click.option("--model", type=click.Choice(["modnet", "rvm", "bgm"]), required=True,
               help="Network to export (bgm = Background Matting v1: inputs src, bgr, seg).")
-@click.option("--variant", type=click.Choice(["mobilenetv3", "resnet50"]), default="mobilenetv3",
+@click.option("--variant", type=click.Choice(RVM_VARIANTS), default="mobilenetv3",
               show_default=True, help="RVM encoder.")
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Official checkpoint (.ckpt/.pth); needs PyTorch, the [torch] extra.")

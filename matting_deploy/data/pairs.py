@@ -13,6 +13,8 @@ from PIL import Image
 from ..errors import MattingDeployError, first_line
 from .imaging import IMAGE_EXTS
 
+NOTES_FILE = "notes.txt"  # optional, at a data set's root: one note a line (e.g. where its mattes came from)
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -132,11 +134,23 @@ def check_sizes(pairs: list[Pair]) -> None:
             )
 
 
+def set_notes(root: Path) -> list[str]:
+    """The lines of ``root``'s :data:`NOTES_FILE` (none when absent), which reports carry."""
+    path = root / NOTES_FILE
+    if not path.exists():
+        return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise MattingDeployError(f"{path}: cannot read the data set's notes ({first_line(e)})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def load_dataset(root: str | Path, limit: int | None = None) -> DataSet:
     """Still pairs (``image/`` + ``matte/``) and clips (``frames/`` + ``matte/``) under ``root``.
 
     Clips: ``root`` itself or its direct sub-folders. ``limit`` caps the still images and the
-    frames of each clip. Unmatched files become one-line notes.
+    frames of each clip. The notes: the set's own (:data:`NOTES_FILE`), then one line per unmatched file.
     """
     root = Path(root)
     if not root.is_dir():
@@ -164,7 +178,7 @@ def load_dataset(root: str | Path, limit: int | None = None) -> DataSet:
             f"{root}: no image/matte pairs (image/ + matte/) and no clip folder (frames/ + matte/)"
         )
     images = images[:limit] if limit else images
-    notes = [f"{p}: no matching image or matte, skipped" for p in unmatched]
+    notes = set_notes(root) + [f"{p}: no matching image or matte, skipped" for p in unmatched]
     data = DataSet(root, images, clips, notes)
     check_sizes(images + [p for c in clips for p in c.frames])
     return data

@@ -20,6 +20,7 @@ from PIL import Image
 from ..fileio import atomic_path
 from .bgm import official_seg
 from .imaging import load_image, resize_image, save_png
+from .pairs import NOTES_FILE
 
 
 @dataclass
@@ -110,11 +111,21 @@ def load_backgrounds(paths: dict[str, Path]) -> dict[str, np.ndarray]:
 
 
 def write_demo_sets(calib: Path, evaluation: Path, people: dict[str, Path], backgrounds: dict[str, Path],
-                    matter: Any, count: int) -> None:
-    """The demo's two splits: every person matted once by ``matter``, composited on one half of
-    the backgrounds for calibration (seed 1) and on the other half for evaluation (seed 2)."""
+                    matter: Any, count: int, matter_name: str) -> None:
+    """The demo's two splits: every person matted once by ``matter`` (``matter_name``: which model that
+    is, for the sets' notes), composited on one half of the backgrounds for calibration (seed 1) and on
+    the other half for evaluation (seed 2)."""
     layers = [matte_layer(name, load_image(path), matter) for name, path in people.items()]
     names = sorted(backgrounds)
     split = len(names) // 2
     write_set(calib, layers, load_backgrounds({n: backgrounds[n] for n in names[:split]}), count, seed=1)
     write_set(evaluation, layers, load_backgrounds({n: backgrounds[n] for n in names[split:]}), count, seed=2)
+    for root in (calib, evaluation):
+        with atomic_path(root / NOTES_FILE, force=True) as tmp:
+            tmp.write_text(truth_note(matter_name) + "\n")
+
+
+def truth_note(matter_name: str) -> str:
+    """What a report on a demo set must say about its ground truth."""
+    return (f"ground truth made by {matter_name}, not by hand: its scores are optimistic, and a lower "
+            "precision may beat it by chance; validate on true mattes (e.g. PPM-100) for real accuracy")

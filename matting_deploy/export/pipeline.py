@@ -98,6 +98,11 @@ def _validate(opts: ExportOptions) -> None:
         raise MattingDeployError("--from-onnx makes a static graph; drop --dynamic")
     if opts.opset < 13:
         raise MattingDeployError(f"--opset {opts.opset}: need 13 or later (per-channel Q/DQ, Resize)")
+    if not opts.from_onnx:  # a PyTorch export: its inputs are checked before anything is written
+        if opts.weights is not None and not Path(opts.weights).is_file():
+            why = "not a file" if Path(opts.weights).exists() else "no such file"
+            raise MattingDeployError(f"{opts.weights}: {why}")
+        require("torch", opts.weights or f"export --model {opts.model} without --from-onnx")
 
 
 def _stale(out: Path, keep: set[str]) -> list[str]:
@@ -170,7 +175,6 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
             source_desc = {"onnx": Path(opts.from_onnx).name, "sha256": sha256_file(opts.from_onnx)}
             progress.stage("export", prepared.changed)
         else:
-            require("torch", f"export --model {opts.model} without --from-onnx")
             from .torch_export import TorchRunner, build_network, export_onnx, state_shapes, wrap
 
             if not opts.weights:

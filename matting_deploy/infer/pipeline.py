@@ -151,7 +151,7 @@ def run_infer(
 
         pending: deque = deque()
         empty: list[str] = []
-        bar = progress_bar(source.count, "infer", unit="frame", enabled=progress)
+        bar = progress_bar(source.count, "infer", unit="frame" if source.clip else "image", enabled=progress)
         try:
             for name, image in source.frames:
                 src, geo = preprocess(image, h, w, resize=resize)
@@ -191,12 +191,18 @@ def run_infer(
                 if (out / name).exists():
                     os.replace(out / name, trash / name)
                 os.replace(stage / name, out / name)
+    unit = "frame" if source.clip else "image"  # separate photos are images, a clip's are frames
     if empty:
-        log(f"note: {len(empty)} frame(s) had no alpha above {COMPONENT} (written as zeros; the "
+        log(f"note: {_count(len(empty), unit)} had no alpha above {COMPONENT} (written as zeros; the "
             f"official script skips them): {', '.join(empty[:5])}")
     written = ", ".join(f"{out}/{n}" for n in sink.names)
-    log(f"{count} frame(s) -> {written} in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} frames/s end to end)")
+    log(f"{_count(count, unit)} -> {written} in {seconds:.1f} s ({count / max(seconds, 1e-9):.1f} {unit}s/s "
+        "end to end)")
     return {"frames": count, "seconds": seconds, "kind": source.kind, "clip": source.clip, "out": str(out)}
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
 
 
 def runner_outputs(bundle: Bundle) -> set[str]:

@@ -13,7 +13,8 @@ runs: not slower with them float in any, +0.05x FP32 on average, about the runs'
 1.090x vs 1.094x FP32). Measurements behind these choices: bench/NOTES-int8-cpu.md.
 
 No data is seen here: ranges come from the one statistics pass of ``calibrate``, which covers the
-union of both targets' tensors (:func:`union_tensors`).
+union of both targets' tensors (the TensorRT recipe's, the INT8 Conv outputs implicit TensorRT needs,
+and :func:`cpu_tensors`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static, save_tensors_data
 
 from ..errors import MattingDeployError
-from . import implicit, qdq
+from . import qdq
 from .recipe import Recipe, excluded_nodes
 
 # Op types given Q/DQ (inputs and outputs), by layout name. Measured: Q/DQ on Add/Mul/Concat too
@@ -82,16 +83,6 @@ def cpu_tensors(fp32: Path, float_nodes, op_types=DEFAULT_OP_TYPES) -> set[str]:
         q = onnx.load(str(out), load_external_data=False)
     scales = {i.name[: -len("_scale")] for i in q.graph.initializer if i.name.endswith("_scale")}
     return scales & names
-
-
-def union_tensors(fp32: Path, recipe: Recipe, float_nodes) -> tuple[set[str], set[str]]:
-    """(the TensorRT recipe's Q/DQ tensors, every tensor the statistics pass calibrates): those,
-    the INT8 Conv outputs implicit TensorRT needs (:func:`.implicit.planned_outputs`) and the
-    tensors of this layout, so either target is written from one pass."""
-    model = onnx.load(str(fp32))
-    tensors = qdq.quantized_tensors(fp32, recipe, float_nodes)
-    outputs = implicit.planned_outputs(model, tensors, float_nodes, recipe.op_types)
-    return tensors, tensors | outputs | cpu_tensors(fp32, cpu_float_nodes(model, float_nodes))
 
 
 def asymmetric_ranges(ranges: Ranges) -> Ranges:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from ..bundle import (
@@ -41,6 +42,7 @@ from ..check import int8_mac_share
 from ..check.gate import check_calibration
 from ..check.support import target_for_version
 from ..data.bgm import BgmInputs, require_plates, side_fingerprint
+from ..data.preprocess import alpha_plane
 from ..data.sources import CalibSource, find_source, readable_only
 from ..errors import MattingDeployError
 from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
@@ -167,6 +169,10 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
+        _check_output_contract(runner, bundle, fp32_path)
+        if not tensors | outputs | cpu:
+            raise MattingDeployError(f"{fp32_path}: nothing to quantize (no {', '.join(recipe.op_types)} "
+                                     "with float weights)")
         entry = ranges_cache.load(root, key, tensors | outputs | cpu, echo)
         staged = [*OUTPUTS[goal], CALIB_JSON]
         if entry is not None:
@@ -287,6 +293,17 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
         echo(f"removed {', '.join(stale)} (built from the previous calibration)")
     return {"bundle": str(root), "images": len(used), "tensors": len(scales),
             "float_nodes": len(excl), "max_drift": drift_report, "cache_hit": cached}
+
+
+def _check_output_contract(runner: OrtRunner, bundle: Bundle, where: Path) -> None:
+    """One zero frame through the FP32 graph before any calibration work: an alpha that breaks the
+    (1, 1, H, W) contract (e.g. 3 channels) is a one-line error here, not a failure deep inside."""
+    h, w = bundle.input_hw
+    shapes = {i.name: i.shape for i in runner.session.get_inputs()}
+    extra = {name: np.zeros((1, shapes[name][1] if isinstance(shapes[name][1], int) else 1, h, w), np.float32)
+             for name in runner.extra_names}
+    alpha_plane(runner.run(np.zeros((1, 3, h, w), np.float32), **extra)["pha"], str(where))
+    runner.reset()
 
 
 def _previous(bundle: Bundle) -> dict:

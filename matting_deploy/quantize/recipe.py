@@ -30,8 +30,6 @@ import onnx
 
 from ..check.graph import Graph, conv_free_tensors
 
-RULES = ("stem", "early", "pixels", "full-size", "hardswish", "gate", "refiner", "projection")
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -44,6 +42,12 @@ class Recipe:
     # Per tensor, a calibrated range whose INT8 error (on the tensor's histogram) exceeds
     # range_guard x the least achievable is replaced by the least-error range (None: never).
     range_guard: float | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.exclude_rules if r not in RULES]
+        if unknown:
+            raise ValueError(f"recipe {self.name!r}: unknown rule(s) {', '.join(unknown)} "
+                             f"(rules: {', '.join(RULES)})")
 
     def with_excluded(self, nodes) -> Recipe:
         return replace(self, exclude_nodes=tuple(sorted(set(self.exclude_nodes) | set(nodes))))
@@ -204,6 +208,7 @@ _RULE_FUNCS = {
     "refiner": _refiner,
     "projection": _projection,
 }
+RULES = tuple(_RULE_FUNCS)  # what a recipe's exclude_rules may name
 
 
 def excluded_nodes(model: onnx.ModelProto, recipe: Recipe) -> set[str]:

@@ -17,7 +17,7 @@ from ..errors import MattingDeployError
 from ..fileio import deferred_signals, pause_point, staging_dir
 from .gates import CLIP_METRICS, Gates, Reference, Row, failures
 from .metrics import METRICS
-from .panels import write_panels
+from .panels import DRIFT_QUANTILE, write_panels
 
 NAMES = {
     "mse": "MSE",
@@ -105,9 +105,11 @@ def clip_table(rows: list[Row]) -> str | None:
 
 
 def report_dict(
-    rows: list[Row], reference: Reference, gates: Gates, protocol: dict[str, Any], **extra: Any
+    rows: list[Row], reference: Reference, gates: Gates, protocol: dict[str, Any], notes: list[str],
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The machine-readable report (report.json)."""
+    """The machine-readable report (report.json); ``notes``: one-line remarks a reader needs to weigh
+    the figures (the data set's own notes, skipped backends, added rows), shown in report.md too."""
     results = []
     for row in rows:
         clip = None
@@ -145,6 +147,7 @@ def report_dict(
         "results": results,
         "ok": all(r.ok for r in rows),
         "failures": failures(rows),
+        "notes": list(notes),
         **extra,
     }
 
@@ -189,7 +192,7 @@ def markdown(
         lines += [f"## {title}", "", table, ""]
     if report["failures"]:
         lines += ["## Failed gates", "", *[f"- {f}" for f in report["failures"]], ""]
-    if report.get("notes"):
+    if report["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in report["notes"]], ""]
     if panels:
         lines += [
@@ -197,8 +200,9 @@ def markdown(
             "",
             "The images each artifact moved furthest from FP32 (mean squared alpha drift): "
             "image | ground truth | FP32 alpha | artifact alpha | error map |alpha - GT| "
-            "(black 0, red 1/3, yellow 2/3, white 1) | drift map |alpha - FP32| (same colours, "
-            "full scale printed under the map).",
+            "(black 0, red 1/3, yellow 2/3, white 1) | drift map |alpha - FP32| (same colours over "
+            f"the scale printed under the map: the {DRIFT_QUANTILE:.0%} quantile of the pixels that drift, rounded up; "
+            "'+' and the maximum when some drift further, shown white).",
             "",
         ]
         for label, files in panels.items():

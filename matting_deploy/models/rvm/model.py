@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..specs import onnx_safe_scale, rvm_state_shapes
+from ..specs import RVM_VARIANTS, onnx_safe_scale, rvm_state_shapes
 from .decoder import Projection, RecurrentDecoder
 from .deep_guided_filter import DeepGuidedFilterRefiner
 from .fast_guided_filter import FastGuidedFilterRefiner
@@ -17,7 +17,7 @@ from .lraspp import LRASPP
 from .mobilenetv3 import MobileNetV3LargeEncoder
 from .resnet import ResNet50Encoder
 
-VARIANTS = ("mobilenetv3", "resnet50")
+VARIANTS = RVM_VARIANTS
 REFINERS = ("deep_guided_filter", "fast_guided_filter")
 
 

@@ -10,13 +10,13 @@
  *   - Plain types only. Buffers are caller-owned, contiguous, float32, NCHW:
  *       src [n, 3, h, w] RGB in [0, 1];  pha [n, 1, h, w];  fgr [n, 3, h, w] (RVM; may be NULL).
  *   - Every function returns a status (MD_OK == 0) and never lets an error escape in any other
- *     way. After a non-zero status, md_last_error() describes it (one line, UTF-8, valid until
- *     the next md_* call on the same thread; "" after a successful call).
- *   - Recurrent models (RVM) keep their state inside the handle between md_run calls; md_reset
+ *     way. After a non-zero status, api->last_error() describes it (one line, UTF-8, valid until
+ *     the next call through the api on the same thread; "" after a successful call).
+ *   - Recurrent models (RVM) keep their state inside the handle between run calls; reset
  *     sets it back to zeros. A handle must not be used by two threads at once.
  *   - Models with extra inputs (Background Matting v1: "src" [n,3,h,w], "bgr" [n,3,h,w] the clean
  *     background plate, "seg" [n,1,h,w] the soft person mask, all in [0, 1]; outputs pha and
- *     fgr [n,3,h,w]) run through run_ex; md_run on them returns MD_ERR_ARGUMENT.
+ *     fgr [n,3,h,w]) run through run_ex; run on them returns MD_ERR_ARGUMENT.
  *
  * ABI history: 1 = open, run, reset, close, last_error, shape. 2 = the same members at the same
  * offsets plus run_ex at the end (a caller built against 1 may accept abi_version >= 1).
@@ -38,14 +38,14 @@ enum md_status {
     MD_ERR_RUNTIME = -4   /* inference failed, or an unexpected internal error */
 };
 
-/* Open `artifact` ("fp32", "fp16", "int8", "int8-cpu", "bf16") of the bundle folder `bundle` on
- * `backend` ("cpu", "cuda", "ort-trt" = onnxruntime; "tensorrt" = model.<artifact>.engine;
- * "openvino" = OpenVINO on the CPU, "openvino:GPU" etc. on another OpenVINO device; "bf16" is
- * OpenVINO only). On MD_OK, *handle is set (never NULL). */
+/* Open `artifact` of the bundle folder `bundle` on `backend`. On MD_OK, *handle is set (never NULL).
+ *   Artifacts: "fp32", "fp16", "int8" (TensorRT's Q/DQ layout), "int8-cpu" (onnxruntime CPU layout), "bf16" (OpenVINO only).
+ *   Backends: "cpu", "cuda", "ort-trt" (onnxruntime), "tensorrt" (model.<artifact>.engine), "openvino" (OpenVINO on the CPU; "openvino:GPU" etc. for another OpenVINO device).
+ */
 typedef int (*md_open_fn)(const char *bundle, const char *artifact, const char *backend,
                           void **handle);
 
-/* Run one frame batch. n, h, w must match md_shape (dimensions reported as -1 accept any size).
+/* Run one frame batch. n, h, w must match shape() (dimensions reported as -1 accept any size).
  * Writes pha; writes fgr when the model has it (fgr_channels == 3) and fgr is not NULL. */
 typedef int (*md_run_fn)(void *handle, const float *src, int n, int h, int w, float *pha,
                          float *fgr);
@@ -67,7 +67,7 @@ typedef int (*md_shape_fn)(void *handle, int *n, int *h, int *w, int *fgr_channe
  * buffer of the input named `names[i]` ([n, C, h, w], C = 3 for "src"/"bgr", 1 for "seg").
  * `count` must equal the model's number of caller-fed inputs, each named once, in any order
  * (recurrent states stay inside the handle; works for single-input models with count 1, "src").
- * n, h, w, pha and fgr as in md_run. Example (BGM):
+ * n, h, w, pha and fgr as in run. Example (BGM):
  *     const char *names[] = {"src", "bgr", "seg"};
  *     const float *inputs[] = {src, bgr, seg};
  *     rc = api->run_ex(handle, 3, names, inputs, 1, 512, 512, pha, fgr);             */
