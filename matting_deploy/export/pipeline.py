@@ -241,7 +241,7 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
             from .fp16 import to_fp16
 
             fp16_path = stage / ARTIFACT_FILES["fp16"]
-            onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
+            onnx.save(onnx_tools.check(to_fp16(model, states)), str(fp16_path))
             fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
             parity["fp16"] = p16 = compare(fp32_outputs, fp16, frames, "fp32")
             files.append(fp16_path)
