@@ -14,6 +14,7 @@ import onnx
 from ..bundle import ARTIFACT_FILES, DERIVED, MANIFEST, Bundle, new_manifest
 from ..bundle.checks import MAX_SIDE
 from ..bundle.commit import commit, inside, recover
+from ..bundle.layout import DERIVED_PATTERNS, matching
 from ..bundle.lock import bundle_lock
 from ..errors import MattingDeployError, first_line
 from ..fileio import check_dir_writable, pause_point, sha256_file, staging_dir, write_errors
@@ -102,14 +103,15 @@ def _validate(opts: ExportOptions) -> None:
 
 def _stale(out: Path, keep: set[str]) -> list[str]:
     """What an export over ``out`` makes stale: files the old manifest lists that the new one
-    does not, and everything derived from the old model (INT8, caches, engines, report)."""
+    does not, and everything derived from the old model (INT8, caches, engines, report, trtexec
+    scripts and re-headed caches), listed or not."""
     try:
         old = json.loads((out / MANIFEST).read_text()).get("files", {})
         old = list(old) if isinstance(old, dict) else []
     except (OSError, ValueError, AttributeError):
         old = []
     names = []
-    for name in [*old, *DERIVED]:
+    for name in [*old, *DERIVED, *matching(out, old, DERIVED_PATTERNS)]:
         try:
             path = inside(out, name)
         except MattingDeployError:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..bundle import TRT_CACHE_FILE, Bundle
 from ..bundle.commit import commit
+from ..bundle.layout import RETARGETED_CACHE, TRTEXEC_SCRIPT
 from ..bundle.lock import bundle_lock
 from ..bundle.trt_cache import format_cache, read_cache
 from ..bundle.trt_plan import BuildPlan, cache_code, plan_build, version_tuple
@@ -34,7 +35,7 @@ JETPACK_TRTEXEC = "/usr/src/tensorrt/bin"  # where JetPack installs trtexec
 
 
 def script_name(precision: str, trt_version: str) -> str:
-    return f"trtexec.{precision}.{trt_version}.sh"
+    return TRTEXEC_SCRIPT.format(precision=precision, version=trt_version)
 
 
 def _spec_name(name: str) -> str:
@@ -108,7 +109,7 @@ def write_trtexec(bundle_dir: str | os.PathLike, precision: str, trt_version: st
                 code = cache_code(trt_version)
                 calib = TRT_CACHE_FILE
                 if not cache.header.startswith(f"TRT-{code}-"):  # TensorRT skips a cache for another version
-                    calib = f"calib.{trt_version}.cache"
+                    calib = RETARGETED_CACHE.format(version=trt_version)
                     check_writable(bundle.root / calib, force)
                     (stage / calib).write_text(format_cache(cache.scales, code, cache.algorithm))
                     bundle.add_file(calib, folder=stage, kind="tensorrt-calibration-cache", tensorrt=trt_version,
