@@ -214,3 +214,20 @@ def test_calibrate_and_export_force_remove_what_build_trtexec_made(calibrated, t
     assert res.exit_code == 0, res.output
     left = {p.name for p in root.iterdir()} | set(Bundle.open(root).manifest["files"])
     assert not {n for n in left if n.startswith("trtexec.") or n.startswith("calib.")}, sorted(left)
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "10.3.0", "11.0.0"])
+def test_trtexec_line_carries_the_workspace_limit_in_mib(calibrated, tmp_path, version):  # noqa: F811
+    """build --workspace N (MiB, as build sets it: N << 20 bytes) -> --memPoolSize=workspace:N, no unit
+    suffix: MiB in trtexec 8.5-10.0, and suffix-free means M from 10.1 (sampleOptions.cpp)."""
+    import shutil
+
+    root = tmp_path / "b"
+    shutil.copytree(calibrated[0], root)
+    res = _trtexec(root, "fp16", version, "--workspace", "512")
+    assert res.exit_code == 0, res.output
+    argv, kv = _flags(res.output)
+    assert kv["memPoolSize"] == "workspace:512" and not any(a.startswith("--workspace") for a in argv)
+    assert Bundle.open(root).manifest["files"][f"trtexec.fp16.{version}.sh"]["workspace_mb"] == 512
+    res = _trtexec(root, "fp16", version, "--force")
+    assert res.exit_code == 0 and "memPoolSize" not in _flags(res.output)[1]
