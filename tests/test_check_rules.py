@@ -197,6 +197,26 @@ def test_every_parser_table_names_its_source_commit():
     assert support_data()["quantization"]["weight_axis"] == {"Conv": 0, "ConvTranspose": 1}
 
 
+def test_support_data_cites_code_that_exists():
+    """A citation of our own code ("matting_deploy/x.py name") names a file and a def or constant in it."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = json.dumps(support_data())
+    cited = re.findall(r"(matting_deploy/[\w/]+\.py)(?: (\w+))?", text)
+    assert cited
+    for path, name in cited:
+        assert (root / path).is_file(), path
+        source = (root / path).read_text()
+        assert not name or re.search(rf"^(def {name}\(|{name} = )", source, re.M), f"{path} {name}"
+    stated = re.search(r"trt_plan\.py plan_build: [^\"]*FP16 [^\"]*from (\d+)\.(\d+)", text)
+    from matting_deploy.bundle.trt_plan import FP16_STRONGLY_TYPED
+
+    assert stated and tuple(map(int, stated.groups())) == FP16_STRONGLY_TYPED
+
+
 # --- parser rules ------------------------------------------------------------------------------
 
 def test_unsupported_op_custom_op_and_opset_fail_naming_them():

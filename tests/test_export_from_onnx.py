@@ -56,6 +56,27 @@ def test_from_onnx_bundle(source, tmp_path):
     fp16 = onnx.load(out / "model.fp16.onnx")
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in fp16.graph.initializer)
     assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in fp16.graph.input)
+    _fp16_keeps_the_weakly_typed_fp32_layers(model, fp16, bundle.states)
+
+
+def _fp16_keeps_the_weakly_typed_fp32_layers(model, fp16, states):
+    """Every FP16 path computes the same thing: each layer a weakly typed FP16 engine pins to FP32
+    (FP32 ops and the recurrent update) computes FP32 in model.fp16.onnx, and each new state leaves
+    the graph without an FP16 rounding."""
+    from matting_deploy.bundle.trt_plan import layer_rules, recurrent_nodes
+
+    pinned = {r.node for r in layer_rules(model, states) if r.precision == "fp32"}
+    assert recurrent_nodes(model, states) <= pinned and len(recurrent_nodes(model, states)) >= 4
+    g = onnx.shape_inference.infer_shapes(fp16).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.output, *g.value_info)}
+    node = {n.name: n for n in g.node}
+    half = sorted(n for n in pinned if types.get(node[n].output[0]) != onnx.TensorProto.FLOAT)
+    assert not half, f"computed in FP16 in model.fp16.onnx: {half}"
+    producer = {o: n for n in g.node for o in n.output}
+    for s in states:
+        last = producer[s.output]
+        assert last.op_type == "Cast" and types[last.input[0]] == onnx.TensorProto.FLOAT, s.output
+        assert producer[last.input[0]].name in pinned, s.output
 
 
 def test_from_onnx_matches_source_over_frames(source, tmp_path):

@@ -182,3 +182,52 @@ def test_emulation_keeps_the_planned_fp32_layers_fp32():
     assert "a" in rounded and "d" in rounded
     assert not {"s", "r_out", "m"} & rounded
     assert any(n.op_type == "QuantizeLinear" and n.input[0] == "src" for n in emu.graph.node)
+
+
+def test_calibrate_and_export_force_remove_what_build_trtexec_made(calibrated, tmp_path):  # noqa: F811
+    """A new calibration makes the INT8 scripts and calib.cache's re-headed copies stale (not the
+    FP16 script); a new export makes every script stale, listed in the manifest or not."""
+    import shutil
+
+    from tests.fixtures import official_rvm_like
+    from tests.test_check_cli import H, W
+
+    root = tmp_path / "b"
+    shutil.copytree(calibrated[0], root)
+    for precision, version in (("int8", "8.5.2"), ("int8", "10.3.0"), ("fp16", "8.5.2")):
+        assert _trtexec(root, precision, version).exit_code == 0
+    int8 = {"trtexec.int8.8.5.2.sh", "trtexec.int8.10.3.0.sh", "calib.8.5.2.cache"}
+    assert int8 <= set(Bundle.open(root).manifest["files"])
+    (root / "calib.10.0.1.cache").write_text("left by an interrupted run\n")
+    res = CliRunner().invoke(main, ["calibrate", "--int8", "--bundle", str(root), "--data", str(calibrated[1]),
+                                    "--num", "6", "--force"])
+    assert res.exit_code == 0, res.output
+    files = Bundle.open(root).manifest["files"]
+    assert not (int8 | {"calib.10.0.1.cache"}) & (set(files) | {p.name for p in root.iterdir()}), res.output
+    assert "trtexec.fp16.8.5.2.sh" in files and (root / "trtexec.fp16.8.5.2.sh").exists()
+
+    assert _trtexec(root, "int8", "8.5.2").exit_code == 0
+    (root / "trtexec.fp32.9.9.9.sh").write_text("unlisted\n")
+    official_rvm_like(tmp_path / "src.onnx")
+    res = CliRunner().invoke(main, ["export", "--model", "rvm", "--from-onnx", str(tmp_path / "src.onnx"),
+                                    "--height", str(H), "--width", str(W), "--out", str(root), "--force"])
+    assert res.exit_code == 0, res.output
+    left = {p.name for p in root.iterdir()} | set(Bundle.open(root).manifest["files"])
+    assert not {n for n in left if n.startswith("trtexec.") or n.startswith("calib.")}, sorted(left)
+
+
+@pytest.mark.parametrize("version", ["8.5.2", "10.3.0", "11.0.0"])
+def test_trtexec_line_carries_the_workspace_limit_in_mib(calibrated, tmp_path, version):  # noqa: F811
+    """build --workspace N (MiB, as build sets it: N << 20 bytes) -> --memPoolSize=workspace:N, no unit
+    suffix: MiB in trtexec 8.5-10.0, and suffix-free means M from 10.1 (sampleOptions.cpp)."""
+    import shutil
+
+    root = tmp_path / "b"
+    shutil.copytree(calibrated[0], root)
+    res = _trtexec(root, "fp16", version, "--workspace", "512")
+    assert res.exit_code == 0, res.output
+    argv, kv = _flags(res.output)
+    assert kv["memPoolSize"] == "workspace:512" and not any(a.startswith("--workspace") for a in argv)
+    assert Bundle.open(root).manifest["files"][f"trtexec.fp16.{version}.sh"]["workspace_mb"] == 512
+    res = _trtexec(root, "fp16", version, "--force")
+    assert res.exit_code == 0 and "memPoolSize" not in _flags(res.output)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from ..errors import MattingDeployError
@@ -29,6 +30,8 @@ TRT_PREFIX = "trt-"  # manifest artifact name of an engine: trt-<precision>
 OPENVINO = "openvino"  # manifest section: artifact -> its OpenVINO IR (build --target openvino)
 REPORT_DIR = "report"  # validate's default report folder
 RANGES_CACHE_DIR = ".calib-cache"  # calibrated ranges (ranges_cache.py)
+TRTEXEC_SCRIPT = "trtexec.{precision}.{version}.sh"  # build --trtexec's command for one TensorRT version
+RETARGETED_CACHE = "calib.{version}.cache"  # calib.cache's scales headed for another TensorRT (build --trtexec)
 # The FP16 artifacts keep these ops in FP32 (export/fp16.py), on top of onnxconverter-common's
 # defaults: Resize (its scales/sizes inputs must stay FP32), and the ops whose FP16 range or
 # precision is risky (reductions, exp/log, division). `check` reads the same list.
@@ -85,6 +88,20 @@ def precision_order(artifact: str) -> tuple[int, str]:
     return (order.index(artifact) if artifact in order else 9, artifact)
 
 
-# What a new export makes stale: everything derived from the old model.
+# What a new export makes stale: everything derived from the old model, and (names matching
+# DERIVED_PATTERNS) what `build --trtexec` wrote from it.
 DERIVED = (INT8_FILE, CPU_INT8_FILE, TRT_CACHE_FILE, CALIB_JSON, *(engine_name(p) for p in PRECISIONS), REPORT_DIR,
            RANGES_CACHE_DIR, *(name for a in ARTIFACT_FILES for name in ir_names(a)))
+DERIVED_PATTERNS = (TRTEXEC_SCRIPT.format(precision="*", version="*"), RETARGETED_CACHE.format(version="*"))
+# What a new calibration makes stale besides the INT8 engine: `build --trtexec`'s INT8 scripts (made
+# from the old calib.cache or model.int8.onnx) and calib.cache's re-headed copies.
+CALIBRATION_DERIVED_PATTERNS = (TRTEXEC_SCRIPT.format(precision="int8", version="*"),
+                                RETARGETED_CACHE.format(version="*"))
+
+
+def matching(root: str | os.PathLike, listed, patterns) -> list[str]:
+    """Names matching ``patterns`` (fnmatch, case-sensitive) among ``listed`` (the manifest's files)
+    and the entries of the folder ``root``, sorted."""
+    root = Path(root)
+    names = set(listed) | ({p.name for p in root.iterdir()} if root.is_dir() else set())
+    return sorted(n for n in names if any(fnmatchcase(n, p) for p in patterns))

@@ -1,13 +1,13 @@
 """Check a bundle's artifacts against one TensorRT target: which rules apply to which file, the
 table printed for a person and the JSON written for a machine.
 
-What each target builds mirrors :func:`matting_deploy.runtimes.trt_build.plan_build`:
+What each target builds mirrors :func:`matting_deploy.bundle.trt_plan.plan_build`:
 
 - every target: fp32 engine from model.onnx;
 - TensorRT < 10.1 (tensorrt-8.6, tensorrt-10 at 10.0.x): FP16 from model.onnx + FP16 flag, INT8
   implicit from model.onnx + calib.cache;
 - TensorRT >= 10.1: INT8 from model.int8.onnx, strongly typed; >= 10.12 (and 11.x) also FP16
-  from model.fp16.onnx, strongly typed (the build plan, bundle/trt_plan.py).
+  from model.fp16.onnx, strongly typed.
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ from .options import examples
               help="Engine precision, required for tensorrt (the recipe depends on the TensorRT version: see "
                    "docs); with openvino: only that artifact's IR [default: every ONNX artifact].")
 @click.option("--workspace", type=click.IntRange(min=1), metavar="MB",
-              help="Builder workspace limit in MB (default: TensorRT's, the GPU's memory).")
+              help="Builder workspace limit in MiB (default: TensorRT's, the GPU's memory; with --trtexec: "
+                   "--memPoolSize=workspace:MB).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False),
               help="Timing cache file: read if present, updated after the build (faster rebuilds).")
 @click.option("--device", type=click.IntRange(min=0), default=0, show_default=True,
@@ -61,7 +62,7 @@ def build(bundle, target, precision, workspace, timing_cache, device, force, trt
     from ..check.gate import check_build
 
     if trtexec or trt_version:
-        _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, force, check_build)
+        _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, force, check_build, workspace)
         return
     from ..runtimes.trt_build import build_engine
 
@@ -73,7 +74,7 @@ def build(bundle, target, precision, workspace, timing_cache, device, force, trt
                  precheck=precheck)
 
 
-def _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, force, check_build):
+def _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, force, check_build, workspace):
     """--trtexec: the plan checked against that version's rules, rendered and written."""
     import shlex
 
@@ -87,6 +88,6 @@ def _trtexec(bundle, precision, trtexec, trt_version, timing_cache, device, forc
     plan = plan_build(Bundle.open(bundle), precision, trt_version, rules=False)
     check_build(bundle, plan.artifact, plan.calib_cache, trt_version, warn=lambda m: click.echo(m, err=True))
     path, args = write_trtexec(bundle, precision, trt_version, force, timing_cache, device,
-                               log=lambda m: click.echo(m, err=True))
+                               log=lambda m: click.echo(m, err=True), workspace_mb=workspace)
     click.echo(shlex.join(args))
     click.echo(f"wrote {path} (run it on the target: it builds in the bundle folder)", err=True)

@@ -14,6 +14,7 @@ import onnx
 from ..bundle import ARTIFACT_FILES, DERIVED, MANIFEST, Bundle, new_manifest
 from ..bundle.checks import MAX_SIDE
 from ..bundle.commit import commit, inside, recover
+from ..bundle.layout import DERIVED_PATTERNS, matching
 from ..bundle.lock import bundle_lock
 from ..errors import MattingDeployError, first_line
 from ..fileio import check_dir_writable, pause_point, sha256_file, staging_dir, write_errors
@@ -107,14 +108,15 @@ def _validate(opts: ExportOptions) -> None:
 
 def _stale(out: Path, keep: set[str]) -> list[str]:
     """What an export over ``out`` makes stale: files the old manifest lists that the new one
-    does not, and everything derived from the old model (INT8, caches, engines, report)."""
+    does not, and everything derived from the old model (INT8, caches, engines, report, trtexec
+    scripts and re-headed caches), listed or not."""
     try:
         old = json.loads((out / MANIFEST).read_text()).get("files", {})
         old = list(old) if isinstance(old, dict) else []
     except (OSError, ValueError, AttributeError):
         old = []
     names = []
-    for name in [*old, *DERIVED]:
+    for name in [*old, *DERIVED, *matching(out, old, DERIVED_PATTERNS)]:
         try:
             path = inside(out, name)
         except MattingDeployError:
@@ -245,7 +247,7 @@ def _export(opts: ExportOptions, log: Callable[[str], None]) -> Bundle:
             from .fp16 import to_fp16
 
             fp16_path = stage / ARTIFACT_FILES["fp16"]
-            onnx.save(onnx_tools.check(to_fp16(model)), str(fp16_path))
+            onnx.save(onnx_tools.check(to_fp16(model, states)), str(fp16_path))
             fp16 = OrtRunner(fp16_path, states, opts.downsample_ratio, dynamic=opts.dynamic)
             parity["fp16"] = p16 = compare(fp32_outputs, fp16, frames, "fp32")
             files.append(fp16_path)

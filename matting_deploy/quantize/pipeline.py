@@ -35,6 +35,7 @@ from ..bundle import (
     trt_cache,
 )
 from ..bundle.commit import commit
+from ..bundle.layout import CALIBRATION_DERIVED_PATTERNS, matching
 from ..bundle.lock import bundle_lock
 from ..calib.feeder import CalibrationFeeder
 from ..calib.sampling import choose, fingerprint, split_holdout
@@ -277,7 +278,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                         method=method)
         bundle.add_file(TRT_CACHE_FILE, folder=stage, kind="tensorrt-calibration-cache")
         bundle.add_file(CALIB_JSON, folder=stage, kind="calibration")
-        stale = _drop_int8_engine(bundle)
+        stale = _drop_int8_engine(bundle) + _drop_trtexec_int8(bundle)
         previous_cpu = bundle.manifest.get("calibration", {}).get("cpu")
         bundle.manifest["calibration"] = {
             **calib, "float_nodes": len(excl),
@@ -340,3 +341,12 @@ def _drop_int8_engine(bundle: Bundle) -> list[str]:
     bundle.manifest["artifacts"].pop(engine_artifact("int8"), None)
     bundle.manifest.get("engines", {}).pop("int8", None)
     return [name] if (bundle.root / name).exists() else []
+
+
+def _drop_trtexec_int8(bundle: Bundle) -> list[str]:
+    """Forget what `build --trtexec` made from the previous calibration (INT8 scripts, calib.cache
+    re-headed for other versions); returns the files to remove."""
+    names = matching(bundle.root, bundle.manifest["files"], CALIBRATION_DERIVED_PATTERNS)
+    for name in names:
+        bundle.manifest["files"].pop(name, None)
+    return [n for n in names if (bundle.root / n).exists()]

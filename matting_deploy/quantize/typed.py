@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import onnx
 
+from ..bundle.trt_plan import recurrent_nodes
 from ..check.graph import Graph, main_opset
 from ..errors import MattingDeployError, first_line
 
@@ -20,15 +21,13 @@ FP16_QDQ_OPSET = 19  # QuantizeLinear/DequantizeLinear take FP16 inputs and scal
 
 
 def recurrent_update_nodes(model: onnx.ModelProto, states) -> set[str]:
-    """Nodes on a path from a state input to its own state output (``states``: StateSpecs or
-    (input, output) pairs), less the Q/DQ pairs that feed Convs outside it, plus the Q/DQ pairs and
-    weight DequantizeLinears that feed only its nodes: a Conv always reads its DequantizeLinears
-    directly (a Cast in between would stop TensorRT fusing them), in the Conv's own precision."""
+    """The recurrent update (:func:`~matting_deploy.bundle.trt_plan.recurrent_nodes`: nodes on a path
+    from a state input to its own state output; ``states``: StateSpecs or (input, output) pairs),
+    less the Q/DQ pairs that feed Convs outside it, plus the Q/DQ pairs and weight DequantizeLinears
+    that feed only its nodes: a Conv always reads its DequantizeLinears directly (a Cast in between
+    would stop TensorRT fusing them), in the Conv's own precision."""
     g = Graph(model)
-    nodes: set[str] = set()
-    for state in states:
-        src, dst = (state.input, state.output) if hasattr(state, "input") else state
-        nodes |= g.descendants([src]) & g.ancestors([dst])
+    nodes = recurrent_nodes(model, states)
     q_of = {dq.name: g.parent(dq.input[0]) for dq in g.nodes if dq.op_type == "DequantizeLinear"}
     for dq in g.nodes:
         if dq.op_type != "DequantizeLinear":
@@ -61,30 +60,4 @@ def fp16_outside(model: onnx.ModelProto, states=(), keep_fp32=()) -> onnx.ModelP
         if not node.name:
             node.name = f"{node.op_type}_n{i}"
     keep = recurrent_update_nodes(model, states) | set(keep_fp32)
-    out = to_fp16(model, keep_fp32_nodes=sorted(keep))
-    _fp32_outputs_from_islands(out)
-    return out
-
-
-def _is_cast(node, to: int) -> bool:
-    return node is not None and node.op_type == "Cast" and any(a.name == "to" and a.i == to for a in node.attribute)
-
-
-def _fp32_outputs_from_islands(model: onnx.ModelProto) -> None:
-    """A graph output computed in an FP32 island (a new recurrent state) leaves it FP32: the
-    converter's FP32 -> Cast(FP16) -> Identity -> Cast(FP32) -> output chain would round the state
-    to FP16 between frames; the output Cast reads the FP32 tensor instead (dead nodes dropped)."""
-    f32, f16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
-    graph = model.graph
-    for out in graph.output:
-        producer = {o: n for n in graph.node for o in n.output}
-        last = producer.get(out.name)
-        ident = producer.get(last.input[0]) if _is_cast(last, f32) else None
-        down = producer.get(ident.input[0]) if ident is not None and ident.op_type == "Identity" else None
-        if not _is_cast(down, f16):
-            continue
-        last.input[0] = down.input[0]
-        for node in (ident, down):
-            if not any(node.output[0] in n.input for n in graph.node) and node.output[0] not in {
-                    o.name for o in graph.output}:
-                graph.node.remove(node)
+    return to_fp16(model, keep_fp32_nodes=sorted(keep))
