@@ -133,13 +133,21 @@ def _pool(label: str, runs: list[ArtifactRun], ref: dict, ref_clip: float | None
 
 def leave_people_out(args, bundle: Bundle, scorer: Scorer, work: Path, options: dict) -> list[dict]:
     """The ``--folds`` rows: FP32 and FP16 on every image, each INT8 row pooled over the folds."""
+    import pickle
+
     from matting_deploy.calib.folds import person_folds
 
     whole = load_dataset(args.data)
     base = {}
     for art in ("fp32", "fp16"):
         if art in bundle.artifacts:
-            base[art] = run_job(bundle, Job(art, "cpu", bundle.verify(art)), whole, scorer, progress=False)
+            path = bundle.verify(art)
+            cached = work / f"base-{art}-{args.frames}-{bundle.manifest['files'][path.name]['sha256'][:12]}.pkl"
+            if cached.is_file():
+                base[art] = pickle.loads(cached.read_bytes())
+                continue
+            base[art] = run_job(bundle, Job(art, "cpu", path), whole, scorer, progress=False)
+            cached.write_bytes(pickle.dumps(base[art]))
     ref = {s.name: s for s in base["fp32"].images}
     ref_clip = (base["fp32"].clip_means() or {}).get("mse")
     rows = [_pool(f"{a} (cpu)", [r], ref, ref_clip) for a, r in base.items()]

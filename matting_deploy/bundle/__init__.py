@@ -8,6 +8,8 @@ from .layout import (
     CPU_INT8_FILE,
     DERIVED,
     ENGINE_FILE,
+    IMPLICIT_FILE,
+    IMPLICIT_KEY,
     INT8_FILE,
     MANIFEST,
     PRECISIONS,
@@ -18,12 +20,13 @@ from .layout import (
     engine_name,
     engine_path,
     engine_precision,
+    implicit_onnx,
 )
 from .manifest import Bundle, StateSpec, new_manifest
 
 __all__ = [
     "ARTIFACT_FILES", "BUNDLE_FORMAT", "CALIB_JSON", "CPU_INT8", "CPU_INT8_FILE", "DERIVED", "ENGINE_FILE",
-    "INT8_FILE", "MANIFEST", "PRECISIONS",
+    "IMPLICIT_FILE", "IMPLICIT_KEY", "INT8_FILE", "MANIFEST", "PRECISIONS",
     "REPORT_DIR", "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name",
-    "engine_path", "engine_precision", "new_manifest",
+    "engine_path", "engine_precision", "implicit_onnx", "new_manifest",
 ]
