@@ -136,3 +136,26 @@ def test_levered_artifacts_pass_check_for_every_target(tmp_path):
     assert res.exit_code == 0, res.output
     bundle = Bundle.open(bundle_dir)  # without levers the implicit build reads model.onnx again
     assert implicit_onnx(bundle.manifest) == "model.onnx" and not (bundle_dir / IMPLICIT_FILE).exists()
+
+
+def test_flip_augment_adds_the_mirror_image_of_every_calibration_image(tmp_path):
+    from matting_deploy.calib.feeder import CalibrationFeeder
+    from matting_deploy.data.sources import find_source, readable_only
+    from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+
+    bundle_dir, data = make_bundle(tmp_path / "bundle", kind="rvm"), make_images(tmp_path / "data")
+    bundle = Bundle.open(bundle_dir)
+    source = readable_only(find_source(data))
+    items = source.items[:3]
+
+    def feeds(augment):
+        runner = OrtRunner(bundle.verify("fp32"), bundle.states, bundle.downsample_ratio)
+        return CalibrationFeeder(runner, source, items, bundle.model, bundle.input_hw, 2,
+                                 augment=augment).all_feeds()
+
+    plain, both = feeds("none"), feeds("flip")
+    assert len(plain) == 3 and len(both) == 6
+    src = next(k for k in plain[0] if plain[0][k].ndim == 4 and plain[0][k].shape[1] == 3)
+    for i in range(3):
+        np.testing.assert_array_equal(both[2 * i][src], plain[i][src])
+        np.testing.assert_allclose(both[2 * i + 1][src], plain[i][src][..., ::-1], atol=1e-6)

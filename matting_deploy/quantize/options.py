@@ -6,10 +6,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..bundle import trt_cache
+from ..calib.feeder import AUGMENTS as FEEDER_AUGMENTS
 from ..errors import MattingDeployError
 
 TARGETS = ("tensorrt", "cpu")
-AUGMENTS = ("none", "flip")
+AUGMENTS = tuple(FEEDER_AUGMENTS)
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
             collect="quantized+int8-outputs", histograms="pow2-order-free", stats=STATS_VERSION,
             model=model_sha, data=data_fp, method=method, num=num, seed=seed, warmup=frames,
             holdout=len(held), **_bgm_key(extras, source, seg_bundle),
+            **({"augment": opts.augment} if opts.augment != "none" else {}),
             recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
@@ -169,7 +170,7 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
                                        frames, chunk=CHUNK, on_item=lambda _: bar.update(1),
-                                       extras=extras)
+                                       extras=extras, augment=opts.augment)
             pause_point("calibrate-collect")
             try:
                 ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs | cpu,
@@ -188,8 +189,8 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
                  f"{cal_seconds:.1f} s")
         used = entry.get("images", [])
         all_ranges = ranges
-        calib = {"method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
-                 "warmup_frames": frames, "cache_key": key}
+        calib = {"method": method, "images": len(used), "augment": opts.augment, "data_fingerprint": data_fp,
+                 "seed": seed, "warmup_frames": frames, "cache_key": key}
         if goal == "cpu":
             _write_cpu(bundle, stage, prepared, all_ranges, cpu_excl, cpu, calib, cached, echo)
             pause_point("calibrate-staged")
@@ -248,7 +249,7 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
             "symmetric": True, "per_channel_weights": True, "format": "QDQ",
             "data": {"path": str(Path(data).resolve()), "kind": source.kind,
                      "fingerprint": data_fp, "candidates": len(source.items)},
-            "num": num, "seed": seed, "warmup_frames": frames,
+            "num": num, "seed": seed, "warmup_frames": frames, "augment": opts.augment,
             "image_count": len(used), "images": used, "skipped": entry.get("skipped", []),
             "model_sha256": model_sha, "cache_key": key, "cache_hit": cached,
             "calibration_seconds": cal_seconds,
