@@ -3,12 +3,16 @@
 Usage (the official RVM MobileNetV3 FP32 ONNX and a PPM-100-layout folder; minutes on a CPU):
 
     python bench/readme_figures.py --onnx rvm_mobilenetv3_fp32.onnx --data composite-dev \
-        [--work runs/figures] [--iters 60 --warmup 10] [--holdout] [--write README.md]
+        [--work runs/figures] [--iters 60 --warmup 10] [--folds 5 --clip-person obama] [--holdout] \
+        [--write README.md]
 
 Runs, as a user would, ``export --from-onnx --fp16``, ``calibrate --int8``, ``validate`` and
 ``bench --json`` into ``--work``, reads what they wrote (manifest.json, calib.json, report.json,
-bench.json) and prints the markdown block. ``--holdout`` also calibrates on every other image and
-validates on the rest. ``--write README.md`` replaces the text between the markers
+bench.json) and prints the markdown block. The INT8 accuracy line comes first and is the
+leave-people-out figure (``bench/int8_fidelity.py --folds``: calibrated on other persons than those
+scored, the data's manifest.csv naming them; ``--folds 0`` leaves it out); the validate tables after
+it are scored on the calibration images and say so. ``--holdout`` also calibrates on every other
+image and validates on the rest. ``--write README.md`` replaces the text between the markers
 ``<!-- figures:start -->`` and ``<!-- figures:end -->``. Rerun it whenever a recipe or a default
 changes; nothing in the block is typed by hand.
 """
@@ -131,8 +135,41 @@ def _shown(line: str, onnx: Path, data: Path, work: Path) -> str:
     return line
 
 
+def leave_people_out(bundle: Path, data: Path, work: Path, folds: int, clip_person: str | None,
+                     ran: list[str]) -> dict:
+    """bench/int8_fidelity.py --folds on the bundle: {row label: pooled row}."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("int8_fidelity", Path(__file__).with_name("int8_fidelity.py"))
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    out = work / "leave-people-out.json"
+    shown = ["--bundle", str(bundle), "--data", str(data), "--folds", str(folds), "--seeds", "0"]
+    shown += ["--clip-person", clip_person] if clip_person else []
+    args = [*shown, "--work", str(work / "folds"), "--json", str(out)]
+    shutil.rmtree(work / "folds", ignore_errors=True)
+    ran.append("python bench/int8_fidelity.py " + " ".join(shown))
+    if fidelity.main(args) != 0:
+        raise SystemExit("readme_figures: bench/int8_fidelity.py --folds failed")
+    return {r["artifact"]: r for r in json.loads(out.read_text())["rows"]}
+
+
+def lpo_lines(rows: dict, folds: int) -> list[str]:
+    """The leave-people-out INT8 line and its table."""
+    lines = [f"**INT8 on people it was not calibrated on** (leave-people-out: {folds} folds by person, each "
+             "calibrated with the defaults on the other persons' images and scored on its own; errors pooled "
+             "over the folds, so every image is scored once by a calibration that never saw its person):", "",
+             "| artifact | MSE / FP32 | mIoU drop | clip MSE / FP32 | INT8 conv MACs |", "|---|---|---|---|---|"]
+    for label, r in rows.items():
+        name = NAMES.get(label.rsplit(" (", 1)[0], label)
+        clip = "-" if r.get("clip") is None else f"{r['clip']:.3f}x"
+        share = r["share"] if isinstance(r["share"], str) else f"{r['share']:.1%}"
+        lines.append(f"| {name} | {r['ratio']:.3f}x | {r['drop']:.4f} | {clip} | {share} |")
+    return lines
+
+
 def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout: bool,
-            height: int, width: int) -> str:
+            height: int, width: int, folds: int = 5, clip_person: str | None = None) -> str:
     """Run the commands into ``work`` and return the markdown block (markers included)."""
     work.mkdir(parents=True, exist_ok=True)
     bundle, report_dir, bench_json = work / "bundle", work / "report", work / "bench.json"
@@ -150,6 +187,8 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
     report = json.loads((report_dir / "report.json").read_text())
     bench = json.loads(bench_json.read_text())
     protocol, parity = report["protocol"], manifest["parity"]["fp32"]
+    with_folds = folds and (data / "manifest.csv").is_file()  # persons named: leave-people-out
+    lpo = leave_people_out(bundle, data, work, folds, clip_person, ran) if with_folds else None
 
     held = None
     if holdout:
@@ -176,6 +215,8 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
         *(_shown(line, onnx, data, work) for line in ran),
         "```",
         "",
+        *(lpo_lines(lpo, folds) + [""] if lpo else []),
+        *(["Calibration-set figures (calibrated on the images it is scored on):", ""] if lpo else []),
         *accuracy_table(report),
         "",
     ]
@@ -221,10 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=60, help="bench --iters")
     parser.add_argument("--warmup", type=int, default=10, help="bench --warmup")
     parser.add_argument("--holdout", action="store_true", help="Also calibrate on half, score the other half.")
+    parser.add_argument("--folds", type=int, default=5, help="Leave-people-out folds (0: none; needs manifest.csv).")
+    parser.add_argument("--clip-person", default=None, help="The clip's person (scored in that person's fold).")
     parser.add_argument("--write", type=Path, help="README to rewrite between the markers.")
     args = parser.parse_args(argv)
     block = figures(args.onnx, args.data, args.work, args.iters, args.warmup, args.holdout,
-                    args.height, args.width)
+                    args.height, args.width, args.folds, args.clip_person)
     print("\n" + block)
     if args.write:
         rewrite(args.write, block)

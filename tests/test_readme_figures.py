@@ -26,11 +26,14 @@ def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys
     official_rvm_like(onnx)
     data = make_ppm_data(tmp_path / "data", n=4)
     make_clip(data / "clip", frames=3)
+    stems = sorted(p.stem for p in (data / "image").iterdir())
+    (data / "manifest.csv").write_text("name,person_photo\n" + "".join(
+        f"{s},{'ann' if i % 2 else 'bob'}\n" for i, s in enumerate(stems)))  # two persons: leave-people-out
     readme = tmp_path / "README.md"
     readme.write_text(f"# title\n\nbefore\n\n{script.START}\nold figures\n{script.END}\n\nafter\n")
     work = tmp_path / "work"
     code = script.main(["--onnx", str(onnx), "--data", str(data), "--work", str(work), "--height", "64",
-                        "--width", "48", "--iters", "2", "--warmup", "0", "--holdout", "--write", str(readme)])
+                        "--width", "48", "--iters", "2", "--warmup", "0", "--holdout", "--folds", "2", "--write", str(readme)])
     assert code == 0
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n\n" + script.START) and text.endswith(script.END + "\n\nafter\n")
@@ -42,6 +45,11 @@ def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys
     ratio = next(d for d in int8["drift"] if d["metric"] == "mse")["ratio"]
     assert f"| {ratio:.3f}x |" in text
     assert "| artifact (clips) |" in text and "held out for scoring" in text
+    lpo = {r["artifact"]: r for r in json.loads((work / "leave-people-out.json").read_text())["rows"]}
+    first = text.index("INT8 on people it was not calibrated on")
+    assert first < text.index("Calibration-set figures") < text.index(f"| {ratio:.3f}x |")
+    assert f"| {lpo['int8 (cpu)']['ratio']:.3f}x | {lpo['int8 (cpu)']['drop']:.4f} |" in text[first:]
+    assert "python bench/int8_fidelity.py" in text and "--folds 2" in text
     bench = json.loads((work / "bench.json").read_text())
     assert f"| FP32 | {bench['rows'][0]['p50_ms']:.1f} |" in text
     for command in ("matting-deploy export --model rvm --from-onnx", "matting-deploy calibrate --int8",

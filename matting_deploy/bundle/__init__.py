@@ -11,6 +11,8 @@ from .layout import (
     DERIVED,
     ENGINE_FILE,
     HINTED,
+    IMPLICIT_FILE,
+    IMPLICIT_KEY,
     INT8_FILE,
     MANIFEST,
     OPENVINO,
@@ -23,6 +25,7 @@ from .layout import (
     engine_path,
     engine_precision,
     file_artifact,
+    implicit_onnx,
     ir_names,
 )
 from .manifest import Bundle, StateSpec, new_manifest
@@ -30,7 +33,7 @@ from .manifest import Bundle, StateSpec, new_manifest
 __all__ = [
     "ARTIFACT_FILES", "ARTIFACTS", "BF16", "HINTED", "OPENVINO", "file_artifact", "ir_names",
     "BUNDLE_FORMAT", "CALIB_JSON", "CPU_INT8", "CPU_INT8_FILE", "DERIVED", "ENGINE_FILE",
-    "INT8_FILE", "MANIFEST", "PRECISIONS",
+    "IMPLICIT_FILE", "IMPLICIT_KEY", "INT8_FILE", "MANIFEST", "PRECISIONS",
     "REPORT_DIR", "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name",
-    "engine_path", "engine_precision", "new_manifest",
+    "engine_path", "engine_precision", "implicit_onnx", "new_manifest",
 ]

@@ -23,6 +23,12 @@ HINTED = {BF16: "fp32"}
 ARTIFACTS = (*ARTIFACT_FILES, *HINTED)
 INT8_FILE = ARTIFACT_FILES["int8"]
 CPU_INT8_FILE = ARTIFACT_FILES[CPU_INT8]
+# Implicit INT8 (TensorRT 8.5/8.6/10.0) builds from an FP32 file and calib.cache. With calibrate's
+# parameter levers (bias correction, weight rounding) that file is this copy of model.onnx with the
+# INT8 Convs' weights pre-snapped to the INT8 grid and their biases corrected; the manifest's
+# calibration section names the file the implicit build reads (implicit_onnx), model.onnx otherwise.
+IMPLICIT_FILE = "model.int8-implicit.onnx"
+IMPLICIT_KEY = "tensorrt_onnx"
 TRT_CACHE_FILE = "calib.cache"  # TensorRT's text calibration cache (format: trt_cache.py)
 CALIB_JSON = "calib.json"
 ENGINE_FILE = "model.{precision}.engine"
@@ -39,6 +45,11 @@ FP32_OPS = (
     "Resize", "ReduceMean", "ReduceSum", "ReduceL2", "Softmax", "Exp", "Log", "Pow", "Div",
     "Sqrt", "InstanceNormalization", "LayerNormalization", "Range", "CumSum",
 )
+
+
+def implicit_onnx(manifest: dict) -> str:
+    """The FP32 ONNX file an implicit-INT8 TensorRT build (and its emulation) reads with calib.cache."""
+    return manifest.get("calibration", {}).get(IMPLICIT_KEY) or ARTIFACT_FILES["fp32"]
 
 
 def engine_name(precision: str) -> str:
@@ -90,8 +101,8 @@ def precision_order(artifact: str) -> tuple[int, str]:
 
 # What a new export makes stale: everything derived from the old model, and (names matching
 # DERIVED_PATTERNS) what `build --trtexec` wrote from it.
-DERIVED = (INT8_FILE, CPU_INT8_FILE, TRT_CACHE_FILE, CALIB_JSON, *(engine_name(p) for p in PRECISIONS), REPORT_DIR,
-           RANGES_CACHE_DIR, *(name for a in ARTIFACT_FILES for name in ir_names(a)))
+DERIVED = (INT8_FILE, CPU_INT8_FILE, IMPLICIT_FILE, TRT_CACHE_FILE, CALIB_JSON,
+           *(engine_name(p) for p in PRECISIONS), REPORT_DIR, RANGES_CACHE_DIR, *(name for a in ARTIFACT_FILES for name in ir_names(a)))
 DERIVED_PATTERNS = (TRTEXEC_SCRIPT.format(precision="*", version="*"), RETARGETED_CACHE.format(version="*"))
 # What a new calibration makes stale besides the INT8 engine: `build --trtexec`'s INT8 scripts (made
 # from the old calib.cache or model.int8.onnx) and calib.cache's re-headed copies.

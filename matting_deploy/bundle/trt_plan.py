@@ -35,7 +35,7 @@ from pathlib import Path
 import onnx
 
 from ..errors import MattingDeployError
-from .layout import ARTIFACT_FILES, FP32_OPS, PRECISIONS, TRT_CACHE_FILE, engine_name
+from .layout import ARTIFACT_FILES, FP32_OPS, PRECISIONS, TRT_CACHE_FILE, engine_name, implicit_onnx
 from .trt_cache import cache_version_code, int8_outputs, parse_version, read_cache
 
 FLOAT = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
@@ -237,14 +237,15 @@ def plan_build(bundle, precision: str, trt_version: str, rules: bool = True) -> 
         raise MattingDeployError(
             f"{bundle.root}: {precision} with TensorRT {trt_version} needs the '{kw['artifact']}' artifact "
             f"({ARTIFACT_FILES[kw['artifact']]}): {how.get(kw['artifact'], 'export the bundle again')}")
-    onnx_file = bundle.artifacts[kw["artifact"]]
+    # implicit INT8 parses the FP32 file calibrate names for it (model.onnx, or its lever-adjusted copy)
+    onnx_file = implicit_onnx(bundle.manifest) if kw.get("calib_cache") else bundle.artifacts[kw["artifact"]]
     if kw.get("calib_cache") and not (bundle.root / TRT_CACHE_FILE).is_file():
         raise MattingDeployError(f"{bundle.root / TRT_CACHE_FILE}: missing; implicit INT8 (TensorRT < 10.1) "
                                  "reads its scales from it: run 'matting-deploy calibrate --int8'")
     plan = BuildPlan(precision, onnx_file=onnx_file, trt_version=str(trt_version), **kw)
     if not rules or not plan.flags:
         return plan
-    model = onnx.load(str(bundle.verify(plan.artifact)), load_external_data=False)
+    model = onnx.load(str(bundle.file_path(plan.onnx_file)), load_external_data=False)
     scales = int8 = None
     if plan.calib_cache:
         scales = read_cache(bundle.file_path(TRT_CACHE_FILE)).scales
@@ -268,7 +269,7 @@ def implicit_int8_convs(root: Path, model: onnx.ModelProto, scales: dict[str, fl
         node = nodes.get(conv)
         if node is None or node.op_type not in CONVS:
             raise MattingDeployError(f"{Path(root) / CALIB_JSON}: INT8 Conv '{conv}' is not a Conv of "
-                                     f"{ARTIFACT_FILES[IMPLICIT_SOURCE]} (calibrated for another model?)")
+                                     "the implicit build's FP32 ONNX (calibrated for another model?)")
         missing = [t for t in (node.input[0], node.output[0], fused) if t not in scales]
         if missing:
             raise MattingDeployError(

@@ -17,6 +17,8 @@ from ..data.preprocess import preprocess_for
 from ..data.sources import CalibItem, CalibSource, FrameLoader, warmup_items
 from ..errors import MattingDeployError
 
+AUGMENTS = {"none": (False,), "flip": (False, True)}  # per item: the image, its mirror image
+
 try:  # the base class only adds iteration helpers; keep this module importable without ORT
     from onnxruntime.quantization import CalibrationDataReader as _Reader
 except ImportError:  # pragma: no cover
@@ -45,6 +47,7 @@ class CalibrationFeeder(_Reader):
         on_item: Callable[[CalibItem], None] | None = None,
         loader: FrameLoader | None = None,
         extras: BgmInputs | None = None,
+        augment: str = "none",
     ):
         if warmup_frames < 1:
             raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
@@ -59,6 +62,10 @@ class CalibrationFeeder(_Reader):
         self.on_item = on_item
         self.loader = loader or FrameLoader(source)
         self.extras = extras  # BGM: bgr and seg of each image
+        if augment not in AUGMENTS:
+            raise MattingDeployError(f"--augment: unknown '{augment}' (choose {', '.join(AUGMENTS)})")
+        self.variants = AUGMENTS[augment]  # per item: mirror it or not
+        self._pending: list[dict[str, np.ndarray]] = []
         self.skipped: list[str] = []
         self.used: list[CalibItem] = []
         self._pos = 0
@@ -76,24 +83,31 @@ class CalibrationFeeder(_Reader):
         self._in_chunk = 0
         self.used = []
         self.skipped = []
+        self._pending = []
 
-    def _src(self, item: CalibItem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _src(self, item: CalibItem, mirror: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         image = self.loader.load(item)
+        if mirror:
+            image = np.ascontiguousarray(image[:, ::-1])
         src, _ = self.preprocess(image, *self.input_hw)
         return src, (self.extras.extra(item.path, image) if self.extras else {})
 
-    def feed_for(self, item: CalibItem) -> dict[str, np.ndarray]:
-        """The input dict of ``item``'s frame after FP32 warm-up (raises on unreadable files)."""
+    def feed_for(self, item: CalibItem, mirror: bool = False) -> dict[str, np.ndarray]:
+        """The input dict of ``item``'s frame after FP32 warm-up (raises on unreadable files);
+        ``mirror``: the left-right mirror image (its warm-up frames mirrored too)."""
         self.runner.reset()
-        src, extra = self._src(item)
+        src, extra = self._src(item, mirror)
         for prev in warmup_items(self.source, item, self.warmup_frames):
-            inputs = (src, extra) if prev is item else self._src(prev)
+            inputs = (src, extra) if prev is item else self._src(prev, mirror)
             self.runner.run(inputs[0], **inputs[1])
         return {k: np.array(v, copy=True) for k, v in self.runner.model_inputs(src, **extra).items()}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self.chunk and self._in_chunk >= self.chunk:
             return None
+        if self._pending:
+            self._in_chunk += 1
+            return self._pending.pop(0)
         while self._pos < len(self.items):
             item = self.items[self._pos]
             self._pos += 1
@@ -101,6 +115,7 @@ class CalibrationFeeder(_Reader):
                 if self.source.kind == "video" and not self.loader.has(item):
                     self._prefetch_video(self._pos - 1)
                 feed = self.feed_for(item)
+                self._pending = [self.feed_for(item, True) for v in self.variants[1:] if v]
             except MattingDeployError as e:
                 self.skipped.append(str(e))
                 feed = None

@@ -46,21 +46,31 @@ from .options import examples
 @click.option("--seg-bundle", type=click.Path(file_okay=False, path_type=Path),
               help="BGM: an RVM or MODNet bundle whose alpha, processed as the official test "
                    "script does, is the person mask (else data/seg/NAME.*).")
+@click.option("--bias-correction/--no-bias-correction", default=None,
+              help="TensorRT target: fold each INT8 Conv's mean output error on the calibration images into "
+                   "its float bias (no runtime cost).  [default: on]")
+@click.option("--weight-rounding/--no-weight-rounding", default=None,
+              help="TensorRT target: round each INT8 Conv's weights up or down to minimise its output error "
+                   "(AdaRound-style; the implicit build reads pre-snapped FP32 weights).  [default: off]")
+@click.option("--augment", type=click.Choice(["none", "flip"]), default=None,
+              help="Also calibrate on the mirror image of every calibration image.  [default: none]")
 @click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
 def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version, target,
-              seg_bundle, force):
+              seg_bundle, bias_correction, weight_rounding, augment, force):
     """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json, or with
     --target cpu model.int8-cpu.onnx."""
     if not int8_flag:
         raise MattingDeployError("--int8: required (INT8 is the only calibrated precision)")
+    from ..quantize.options import CalibrateOptions
     from ..quantize.pipeline import run_calibration
 
     start = time.perf_counter()
-    report = run_calibration(
-        bundle_dir, data, num=num, method=method, max_drift=max_drift, seed=seed,
-        warmup_frames=warmup_frames, force=force, seg_bundle=seg_bundle,
-        echo=lambda m: click.echo(m, err=True), trt_version=trt_version, target=target,
-    )
+    levers = {k: v for k, v in dict(bias_correction=bias_correction, weight_rounding=weight_rounding,
+                                    augment=augment).items() if v is not None}
+    options = CalibrateOptions.of(num=num, method=method, max_drift=max_drift, seed=seed, warmup_frames=warmup_frames,
+                                  force=force, seg_bundle=seg_bundle, trt_version=trt_version, target=target,
+                                  **levers)
+    report = run_calibration(bundle_dir, data, options, echo=lambda m: click.echo(m, err=True))
     files = f"{CPU_INT8_FILE}, {CALIB_JSON}" if target == "cpu" else f"{INT8_FILE}, {TRT_CACHE_FILE}, {CALIB_JSON}"
     click.echo(
         f"wrote {files} in {report['bundle']} "

@@ -26,6 +26,8 @@ from ..bundle import (
     CALIB_JSON,
     CPU_INT8,
     CPU_INT8_FILE,
+    IMPLICIT_FILE,
+    IMPLICIT_KEY,
     INT8_FILE,
     TRT_CACHE_FILE,
     Bundle,
@@ -50,7 +52,9 @@ from ..fileio import check_dir_writable, pause_point, staging_dir, temp_dir
 from ..runtimes.onnxruntime_runner import OrtRunner
 from ..runtimes.segmenter import segmenter
 from . import METHOD_HELP, collect, cpu_target, implicit, qdq, sensitivity, typed
+from .adjust import Levers, apply_levers
 from .drift import CalibContext, fallback, progress_bar
+from .options import TARGETS, CalibrateOptions  # noqa: F401 (TARGETS: re-exported)
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
 
@@ -58,7 +62,6 @@ CHUNK = 8  # calibration images per collect_data call (bounds histogram memory)
 MAX_HOLDOUT = 8
 
 
-TARGETS = ("tensorrt", "cpu")
 OUTPUTS = {"tensorrt": (INT8_FILE, TRT_CACHE_FILE), "cpu": (CPU_INT8_FILE,)}  # calib.json: shared
 # What the statistics pass covers (part of the ranges-cache key): 2 = TensorRT Conv inputs, implicit
 # INT8 Conv outputs and the CPU layout's tensors.
@@ -88,45 +91,29 @@ def _bgm_key(extras: BgmInputs | None, source: CalibSource, seg_bundle: str | Pa
             "seg": seg and seg.manifest["files"].get(seg.artifacts.get("fp32", ""), {}).get("sha256")}
 
 
-def _check_args(num: int, seed: int, warmup_frames: int, max_drift: float | None, target: str) -> None:
-    if target not in TARGETS:
-        raise MattingDeployError(f"--target: unknown target '{target}' (choose {', '.join(TARGETS)})")
-    if max_drift is not None and target != "tensorrt":
-        raise MattingDeployError("--max-drift: only with --target tensorrt (the fallback search "
-                                 "measures the TensorRT recipe)")
-    if num < 1:
-        raise MattingDeployError(f"--num must be at least 1, got {num}")
-    if seed < 0:
-        raise MattingDeployError(f"--seed must be 0 or more, got {seed}")
-    if warmup_frames < 1:
-        raise MattingDeployError(f"--warmup-frames must be at least 1, got {warmup_frames}")
-    if max_drift is not None and not 0 < max_drift < float("inf"):
-        raise MattingDeployError(f"--max-drift must be a positive number, got {max_drift}")
-
-
-def run_calibration(bundle_dir: str | Path, data: str | Path, *, num: int = 100, method: str = "entropy",
-                    max_drift: float | None = None, seed: int = 0, warmup_frames: int = 4,
-                    force: bool = False, echo: Callable[[str], None] = print,
-                    trt_version: str = trt_cache.DEFAULT_TRT_VERSION, target: str = "tensorrt",
-                    seg_bundle: str | Path | None = None) -> dict:
+def run_calibration(bundle_dir: str | Path, data: str | Path, options: CalibrateOptions | None = None, *,
+                    echo: Callable[[str], None] = print, **changes) -> dict:
     """The whole calibrate command; returns a summary dict (also written to calib.json).
 
-    ``target``: ``tensorrt`` writes model.int8.onnx + calib.cache, ``cpu`` model.int8-cpu.onnx
-    (reusing cached statistics when an identical run made them); calib.json describes both.
-    ``trt_version``: the TensorRT that reads calib.cache (its header names that version).
-    ``seg_bundle`` (BGM): an RVM or MODNet bundle making the person masks (else data/seg/).
+    ``options`` (:class:`~.options.CalibrateOptions`; keyword ``changes`` override its fields):
+    ``target`` ``tensorrt`` writes model.int8.onnx + calib.cache (and, with a parameter lever,
+    the implicit-INT8 FP32 file), ``cpu`` model.int8-cpu.onnx (reusing cached statistics when an
+    identical run made them); calib.json describes both. ``trt_version``: the TensorRT that reads
+    calib.cache. ``seg_bundle`` (BGM): an RVM or MODNet bundle making the person masks.
     Holds the bundle's lock; the outputs are staged and committed with one manifest update.
     """
-    _check_args(num, seed, warmup_frames, max_drift, target)
-    target_for_version(trt_version)  # a bad --trt-version is an error before the lock
+    opts = CalibrateOptions.of(options, **changes)
+    opts.check()
+    target_for_version(opts.trt_version)  # a bad --trt-version is an error before the lock
     check_dir_writable(bundle_dir)
     with bundle_lock(bundle_dir, echo):
-        return _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
-                          trt_version, target, seg_bundle)
+        return _calibrate(bundle_dir, data, opts, echo)
 
 
-def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, force, echo,
-               trt_version, goal, seg_bundle) -> dict:
+def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], None]) -> dict:
+    num, method, max_drift, seed, force = opts.num, opts.method, opts.max_drift, opts.seed, opts.force
+    trt_version, goal, seg_bundle = opts.trt_version, opts.target, opts.seg_bundle
+    levers = Levers(opts.bias_correction, opts.weight_rounding) if goal == "tensorrt" else Levers(False, False)
     target = target_for_version(trt_version)
     t0 = time.perf_counter()
     bundle = Bundle.open(bundle_dir, echo)
@@ -153,7 +140,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
     model_sha = bundle.manifest["files"][bundle.artifacts["fp32"]]["sha256"]
     data_fp = fingerprint(source)
     recipe = default_recipe(bundle.model)
-    frames = warmup_frames if bundle.recurrent else 1
+    frames = opts.warmup_frames if bundle.recurrent else 1
 
     with temp_dir("md-calib-") as tmp, staging_dir(root) as stage:
         prepared = qdq.prepare_fp32(fp32_path, tmp / "fp32.onnx")
@@ -167,6 +154,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             collect="quantized+int8-outputs", histograms="pow2-order-free", stats=STATS_VERSION,
             model=model_sha, data=data_fp, method=method, images=ranges_cache.image_key(chosen), warmup=frames,
             holdout=len(held), **_bgm_key(extras, source, seg_bundle),
+            **({"augment": opts.augment} if opts.augment != "none" else {}),
             recipe={k: v for k, v in recipe.describe().items() if k != "name"},
         )
         runner = OrtRunner(prepared, bundle.states, bundle.downsample_ratio)
@@ -189,7 +177,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             bar = progress_bar(len(chosen), f"calibrating ({method})")
             feeder = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw,
                                        frames, chunk=CHUNK, on_item=lambda _: bar.update(1),
-                                       extras=extras)
+                                       extras=extras, augment=opts.augment)
             pause_point("calibrate-collect")
             try:
                 ranges, sources = collect.collect_ranges(prepared, method, tensors | outputs | cpu,
@@ -208,8 +196,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                  f"{cal_seconds:.1f} s")
         used = entry.get("images", [])
         all_ranges = ranges
-        calib = {"method": method, "images": len(used), "data_fingerprint": data_fp, "seed": seed,
-                 "warmup_frames": frames, "cache_key": key}
+        calib = {"method": method, "images": len(used), "augment": opts.augment, "data_fingerprint": data_fp,
+                 "seed": seed, "warmup_frames": frames, "cache_key": key}
         if goal == "cpu":
             _write_cpu(bundle, stage, prepared, all_ranges, cpu_excl, cpu, calib, cached, echo)
             pause_point("calibrate-staged")
@@ -226,9 +214,20 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             recipe = recipe.with_excluded(drift_report["nodes"])
             excl = excluded_nodes(model, recipe)
 
-        echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
-        qdq.write_qdq(prepared, tmp / "qdq-fp32.onnx", ranges, method, recipe, excl)
         qnodes = sensitivity.quantized_nodes(model, recipe.op_types, excl, ranges)
+        source_model, implicit_model, lever_report = prepared, None, None
+        if levers.any:
+            echo(f"calibration: {'bias correction' if levers.bias_correction else ''}"
+                 f"{' and ' if levers.bias_correction and levers.weight_rounding else ''}"
+                 f"{'weight rounding' if levers.weight_rounding else ''} of the INT8 Convs")
+            feeds = CalibrationFeeder(runner, source, chosen, bundle.model, bundle.input_hw, frames,
+                                      extras=extras).all_feeds()
+            source_model = tmp / "levers-fp32.onnx"
+            implicit_model, lever_report = apply_levers(prepared, fp32_path, qnodes, ranges, feeds, levers,
+                                                        source_model, seed)
+            onnx.save(implicit_model, str(stage / IMPLICIT_FILE))
+        echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
+        qdq.write_qdq(source_model, tmp / "qdq-fp32.onnx", ranges, method, recipe, excl)
         qfp32 = onnx.load(str(tmp / "qdq-fp32.onnx"))
         names, sides = implicit.cache_tensors(model, qfp32)
         # What strongly typed TensorRT (>= 10.1) builds: FP16 outside Q/DQ, recurrent update FP32.
@@ -240,7 +239,8 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                                      "(needed by calib.cache): a bug, please report it")
         scales = {t: scale_of(*all_ranges[t]) for t in names}
         cache_text = trt_cache.format_cache(scales, target.cache_code)
-        check_calibration(onnx.load(str(fp32_path)), qmodel, cache_text, trt_version, set(sides), echo)
+        check_calibration(implicit_model or onnx.load(str(fp32_path)), qmodel, cache_text, trt_version,
+                          set(sides), echo)
         share = int8_mac_share(qmodel)
         echo(f"INT8: {share['int8_convs']} of {share['convs']} Convs, {share['share']:.1%} of "
              f"convolution MACs; {TRT_CACHE_FILE} for TensorRT {target.version_text} "
@@ -256,7 +256,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             "symmetric": True, "per_channel_weights": True, "format": "QDQ",
             "data": {"path": str(Path(data).resolve()), "kind": source.kind,
                      "fingerprint": data_fp, "candidates": len(source.items)},
-            "num": num, "seed": seed, "warmup_frames": frames,
+            "num": num, "seed": seed, "warmup_frames": frames, "augment": opts.augment,
             "image_count": len(used), "images": used, "skipped": entry.get("skipped", []),
             "model_sha256": model_sha, "cache_key": key, "cache_hit": cached,
             "calibration_seconds": cal_seconds,
@@ -269,7 +269,9 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             "tensorrt": {"cache_version": target.version_text, "cache_header": cache_text.splitlines()[0],
                          "int8_convs": sorted(sides), "conv_sides": sides, "int8_mac_share": share},
             "max_drift": drift_report,
+            "levers": lever_report,
         }
+        summary["tensorrt"]["onnx"] = IMPLICIT_FILE if implicit_model is not None else bundle.artifacts["fp32"]
         if "cpu" in _previous(bundle):  # model.int8-cpu.onnx stays: it was made from its own ranges
             summary["cpu"] = _previous(bundle)["cpu"]
         (stage / TRT_CACHE_FILE).write_text(cache_text)
@@ -278,7 +280,12 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
                         method=method)
         bundle.add_file(TRT_CACHE_FILE, folder=stage, kind="tensorrt-calibration-cache")
         bundle.add_file(CALIB_JSON, folder=stage, kind="calibration")
+        if implicit_model is not None:
+            bundle.add_file(IMPLICIT_FILE, folder=stage, kind="tensorrt-implicit-fp32")
+            staged.append(IMPLICIT_FILE)
         stale = _drop_int8_engine(bundle) + _drop_trtexec_int8(bundle)
+        if implicit_model is None and bundle.manifest["files"].pop(IMPLICIT_FILE, None) is not None:
+            stale.append(IMPLICIT_FILE)
         previous_cpu = bundle.manifest.get("calibration", {}).get("cpu")
         bundle.manifest["calibration"] = {
             **calib, "float_nodes": len(excl),
@@ -286,6 +293,7 @@ def _calibrate(bundle_dir, data, num, method, max_drift, seed, warmup_frames, fo
             "max_drift": None if drift_report is None else {
                 k: drift_report[k] for k in ("target", "drift_before", "drift_after", "nodes")},
             "seconds": round(time.perf_counter() - t0, 2),
+            IMPLICIT_KEY: IMPLICIT_FILE if implicit_model is not None else None,
             **({"cpu": previous_cpu} if previous_cpu else {}),
         }
         pause_point("calibrate-staged")

@@ -189,7 +189,7 @@ def _build(bundle_dir, precision, workspace_mb, timing_cache, force, log, device
     trt = require("tensorrt")
     gpu, capability = cuda_gpu(device)
     plan = plan_build(bundle, precision, trt.__version__)
-    onnx_path = bundle.verify(plan.artifact)
+    onnx_path = bundle.file_path(plan.onnx_file)
     cache = None
     if plan.calib_cache:  # listed in the manifest, sha256 checked; fed with the running version's header
         cache = cache_for(read_cache(bundle.file_path(CALIB_CACHE)), trt.__version__)

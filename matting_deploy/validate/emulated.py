@@ -1,5 +1,5 @@
 """The ``int8 implicit-emulated (cpu)`` row: implicit INT8 (TensorRT 8.5/8.6/10.0) as the engine
-will run it (model.onnx + calib.cache, :func:`matting_deploy.check.emulate.implicit_emulation`),
+will run it (its FP32 file, :func:`matting_deploy.bundle.implicit_onnx`, + calib.cache,
 on onnxruntime CPU; and the share of convolution MACs each INT8 row runs in INT8."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import onnx
 
-from ..bundle import TRT_CACHE_FILE, Bundle
+from ..bundle import TRT_CACHE_FILE, Bundle, implicit_onnx
 from ..bundle.trt_cache import int8_convs, read_cache
-from ..bundle.trt_plan import IMPLICIT_SOURCE, recurrent_nodes
+from ..bundle.trt_plan import recurrent_nodes
 from ..check import int8_mac_share
 from ..check.emulate import implicit_emulation
 from ..runtimes.onnxruntime_runner import OrtRunner
@@ -30,7 +30,7 @@ def emulated_job(bundle: Bundle, artifacts: list[str], jobs: list[Job]) -> Job |
 
 
 def _inputs(bundle: Bundle):
-    model = onnx.load(str(bundle.verify(IMPLICIT_SOURCE)))  # what the implicit build parses
+    model = onnx.load(str(bundle.file_path(implicit_onnx(bundle.manifest))))  # what the implicit build parses
     return model, read_cache(bundle.root / TRT_CACHE_FILE).scales, int8_convs(bundle.root)
 
 
