@@ -33,7 +33,8 @@ def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys
     readme.write_text(f"# title\n\nbefore\n\n{script.START}\nold figures\n{script.END}\n\nafter\n")
     work = tmp_path / "work"
     code = script.main(["--onnx", str(onnx), "--data", str(data), "--work", str(work), "--height", "64",
-                        "--width", "48", "--iters", "2", "--warmup", "0", "--holdout", "--folds", "2", "--write", str(readme)])
+                        "--width", "48", "--iters", "2", "--warmup", "0", "--holdout", "--folds", "2",
+                        "--write", str(readme)])
     assert code == 0
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n\n" + script.START) and text.endswith(script.END + "\n\nafter\n")

@@ -102,7 +102,8 @@ def precision_order(artifact: str) -> tuple[int, str]:
 # What a new export makes stale: everything derived from the old model, and (names matching
 # DERIVED_PATTERNS) what `build --trtexec` wrote from it.
 DERIVED = (INT8_FILE, CPU_INT8_FILE, IMPLICIT_FILE, TRT_CACHE_FILE, CALIB_JSON,
-           *(engine_name(p) for p in PRECISIONS), REPORT_DIR, RANGES_CACHE_DIR, *(name for a in ARTIFACT_FILES for name in ir_names(a)))
+           *(engine_name(p) for p in PRECISIONS), REPORT_DIR, RANGES_CACHE_DIR,
+           *(name for a in ARTIFACT_FILES for name in ir_names(a)))
 DERIVED_PATTERNS = (TRTEXEC_SCRIPT.format(precision="*", version="*"), RETARGETED_CACHE.format(version="*"))
 # What a new calibration makes stale besides the INT8 engine: `build --trtexec`'s INT8 scripts (made
 # from the old calib.cache or model.int8.onnx) and calib.cache's re-headed copies.
