@@ -73,7 +73,7 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
     _run(["export", "--model", "rvm", "--from-onnx", str(onnx_path), "--fp16", "--out", str(bundle), *again])
     _run(["calibrate", "--int8", "--bundle", str(bundle), "--data", str(calib), "--num", str(images), *again])
     _run(["validate", "--bundle", str(bundle), "--data", str(evaluation), "--report", str(root / "report"),
-          *again])
+          *again, *validate_backends()])
     for line in beats_fp32_notes(root / "report" / "report.json", bundle):
         click.echo(line)
     if bgm is None:
@@ -103,3 +103,15 @@ def beats_fp32_notes(report: Path, bundle: Path) -> list[str]:
         f"{bundle} --data YOUR_DATA (image/ + matte/ with true mattes, e.g. PPM-100)"
         for r in results if r["artifact"] != "fp32" and r["metrics"]["mse"] < fp32
     ]
+
+
+def validate_backends() -> list[str]:
+    """The demo's validate backends: automatic (cpu and the GPU providers here), plus the OpenVINO
+    rows when openvino is installed."""
+    from ..optional import unavailable
+    from ..runtimes import OPENVINO
+    from ..runtimes.onnxruntime_runner import available_backends
+
+    if unavailable("openvino"):
+        return []
+    return ["--backends", ",".join([*available_backends(), OPENVINO])]
