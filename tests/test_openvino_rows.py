@@ -83,3 +83,13 @@ def test_bench_openvino_defaults_include_bf16(rvm):
 
     cases = plan_cases(Bundle.open(rvm), None, ["openvino"], log=lambda m: None)
     assert cases == [("fp32", "openvino"), ("int8", "openvino"), ("bf16", "openvino")]
+
+
+def test_demo_validates_the_openvino_rows_when_installed(monkeypatch):
+    from matting_deploy import optional
+    from matting_deploy.commands.demo import validate_backends
+
+    backends = validate_backends()
+    assert backends[0] == "--backends" and backends[1].split(",")[0] == "cpu" and backends[1].endswith(",openvino")
+    monkeypatch.setattr(optional, "unavailable", lambda name: "not installed")
+    assert validate_backends() == []

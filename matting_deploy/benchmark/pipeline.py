@@ -171,7 +171,8 @@ def run_bench(
     # depend on the values.
     extra = {name: rng.random((spec.n or 1, 1 if name == "seg" else 3, h, w), dtype=np.float32)
              for name in extra_inputs(bun.model)}
-    log(f"timing {', '.join(labels)}: {warmup} warm-up + {iters} timed calls each, the "
+    what = (f"{', '.join(a for a, _ in pairs)} on {backends[0]}" if len(backends) == 1 else ", ".join(labels))
+    log(f"timing {what}: {warmup} warm-up + {iters} timed calls each, the "
         "artifacts interleaved call by call, every call paired with a bare engine call")
     with ExitStack() as stack:
         cases = []
