@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,15 +17,10 @@ from ..bundle import Bundle
 from ..data.preprocess import extra_inputs
 from ..errors import MattingDeployError
 from ..optional import versions
-from ..runtimes import ORT_BACKENDS
+from ..runtimes import OPENVINO, ORT_BACKENDS
 from ..runtimes.base import Runner
 from ..runtimes.open import io_spec, open_runner
 from .anchor import Anchor, make_anchor, require_anchor
-
-
-def default_artifacts(bundle: Bundle, backend: str) -> list[str]:
-    """Every ONNX artifact (fp32, fp16, int8 first), or every built engine for ``tensorrt``."""
-    return bundle.engines() if backend == "tensorrt" else list(bundle.onnx_artifacts())
 
 
 def runner_cost_us(runner: Runner, src: np.ndarray, calls: int = 500,
@@ -63,23 +59,40 @@ def _calls(runner: Runner, src: np.ndarray, inputs: dict[str, np.ndarray],
 
 
 def measure_together(cases: list[tuple[Runner, Anchor | None]], src: np.ndarray, iters: int,
-                     warmup: int, inputs: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+                     warmup: int, inputs: dict[str, np.ndarray] | None = None,
+                     first: Callable[[list[float], float], None] | None = None,
+                     tick: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """Time each (runner, anchor) case: ``runner.run(src, **inputs)`` (``inputs``: the extra
     inputs, BGM's plate and mask), its bare call, its device-only call and the anchor's calls,
     every call of every case one after the other in each iteration, so noise hits all alike and
     the ratios between artifacts come from one run; one row per case, milliseconds. With several
     cases each one's turn starts with an untimed call: the first call after another model runs
-    with cold caches (+35% on RVM 480x288 on CPU), which a model running alone never pays."""
+    with cold caches (+35% on RVM 480x288 on CPU), which a model running alone never pays.
+
+    ``first(seconds per case, estimated seconds left)`` is called after one untimed round (the
+    first warm-up round; an extra one without warm-up); ``tick()`` after every later round."""
     inputs = inputs or {}
     costs = [runner_cost_us(runner, src, extra=inputs) for runner, _ in cases]
     call_sets = [_calls(runner, src, inputs, anchor) for runner, anchor in cases]
-    for _ in range(warmup):
+    clock = time.perf_counter_ns
+    rewarm = len(call_sets) > 1
+    once = []
+    for calls in call_sets if warmup or first is not None else []:
+        t0 = clock()
+        for call in calls.values():
+            call()
+        once.append((clock() - t0) / 1e9)
+    if first is not None:
+        rounds = max(warmup - 1, 0) + iters
+        extra = sum(o / len(c) for o, c in zip(once, call_sets, strict=True)) if rewarm else 0.0
+        first(once, sum(once) * rounds + extra * iters)
+    for _ in range(max(warmup - 1, 0)):
         for calls in call_sets:
             for call in calls.values():
                 call()
+        if tick is not None:
+            tick()
     times: list[dict[str, list[float]]] = [{k: [] for k in calls} for calls in call_sets]
-    clock = time.perf_counter_ns
-    rewarm = len(call_sets) > 1
     for _ in range(iters):
         for calls, spent in zip(call_sets, times, strict=True):
             if rewarm:
@@ -88,6 +101,8 @@ def measure_together(cases: list[tuple[Runner, Anchor | None]], src: np.ndarray,
                 t0 = clock()
                 call()
                 spent[name].append((clock() - t0) / 1e6)
+        if tick is not None:
+            tick()
     return [_row(runner, anchor, spent, cost)
             for (runner, anchor), spent, cost in zip(cases, times, costs, strict=True)]
 
@@ -122,7 +137,7 @@ def _row(runner: Runner, anchor: Anchor | None, times: dict[str, list[float]],
 def run_bench(
     bundle: str | os.PathLike,
     artifacts: list[str] | None = None,
-    backend: str = "cpu",
+    backend: str | list[str] = "cpu",
     iters: int = 200,
     warmup: int = 20,
     threads: int = 0,
@@ -130,18 +145,24 @@ def run_bench(
     log: Callable[[str], None] = print,
     anchor: str | None = None,
     profile_runs: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Benchmark each artifact of ``bundle`` on ``backend`` (beside the ``anchor`` network, e.g.
-    ``"torch"``, when given; with ``profile_runs`` also each one's per-op-type kernel time over that
-    many runs); returns the JSON-ready result."""
+    """Benchmark each artifact of ``bundle`` on ``backend`` (one name, ``"cpu,openvino"`` or a
+    list: every artifact of every backend in one interleaved run, so the table compares them;
+    beside the ``anchor`` network, e.g. ``"torch"``, when given; with ``profile_runs`` also each
+    one's per-op-type kernel time over that many runs); returns the JSON-ready result, whose
+    ``advice`` is the closing line (:func:`.advice.advice`)."""
+    from .advice import advice
+    from .plan import parse_backends, plan_cases
+
     bun = Bundle.open(bundle)
+    backends = parse_backends(backend)
     if anchor == "torch":
         require_anchor(bun)  # before any output: a missing extra or a foreign graph is one error line
-    if profile_runs and backend not in ORT_BACKENDS:
+    if profile_runs and any(b not in ORT_BACKENDS for b in backends):
         raise MattingDeployError(f"--profile-ops: onnxruntime backends only ({', '.join(ORT_BACKENDS)})")
-    names = artifacts or default_artifacts(bun, backend)
-    if not names:
-        raise MattingDeployError(f"{bun.root}: nothing to benchmark on backend '{backend}'")
+    pairs = plan_cases(bun, artifacts, backends, log)
+    labels = [f"{a} ({b})" for a, b in pairs]
     spec = io_spec(bun)
     h, w = (spec.h or bun.input_hw[0]), (spec.w or bun.input_hw[1])
     rng = np.random.default_rng(seed)
@@ -150,54 +171,111 @@ def run_bench(
     # depend on the values.
     extra = {name: rng.random((spec.n or 1, 1 if name == "seg" else 3, h, w), dtype=np.float32)
              for name in extra_inputs(bun.model)}
-    log(f"timing {', '.join(names)} on {backend}: {warmup} warm-up + {iters} timed calls each, the "
+    what = (f"{', '.join(a for a, _ in pairs)} on {backends[0]}" if len(backends) == 1 else ", ".join(labels))
+    log(f"timing {what}: {warmup} warm-up + {iters} timed calls each, the "
         "artifacts interleaved call by call, every call paired with a bare engine call")
     with ExitStack() as stack:
         cases = []
-        for name in names:
-            ref = make_anchor(anchor, bun, name, backend, src, threads, extra)
+        for name, b in pairs:
+            t0 = time.perf_counter()
+            ref = make_anchor(anchor, bun, name, b, src, threads, extra)
             if ref is not None:
                 stack.callback(ref.close)
-            cases.append((stack.enter_context(open_runner(bun, name, backend, threads=threads)), ref))
-        measured = measure_together(cases, src, iters, warmup, extra)
-    rows = [{"artifact": name, "backend": backend, **row} for name, row in zip(names, measured, strict=True)]
+            cases.append((stack.enter_context(open_runner(bun, name, b, threads=threads)), ref))
+            log(f"{name} ({b}): opened in {time.perf_counter() - t0:.1f} s")
+        bar = Progress(warmup + iters - 1 if warmup else iters, log, progress)
+        try:
+            measured = measure_together(cases, src, iters, warmup, extra, first=bar.start(labels), tick=bar.tick)
+        finally:
+            bar.close()
+    rows = [{"artifact": name, "backend": b, **row} for (name, b), row in zip(pairs, measured, strict=True)]
     for row, (_, ref) in zip(rows, cases, strict=True):
-        log(f"{row['artifact']} ({backend}): p50 {row['p50_ms']:.2f} ms"
+        log(f"{row['artifact']} ({row['backend']}): p50 {row['p50_ms']:.2f} ms"
             + (f", {row['vs_anchor']:.2f}x the anchor" if ref is not None else ""))
     fp32 = next((r for r in rows if r["artifact"] == "fp32"), None)
-    speedups = {r["artifact"]: fp32["p50_ms"] / r["p50_ms"] for r in rows
-                if fp32 is not None and r is not fp32}
+    many = len(backends) > 1
+    speedups = {(f"{r['artifact']} ({r['backend']})" if many else r["artifact"]): fp32["p50_ms"] / r["p50_ms"]
+                for r in rows if fp32 is not None and r is not fp32}
     profiles = None
     if profile_runs:
         from .profile import profile_ops
 
-        log(f"profiling {', '.join(names)}: {profile_runs} runs each (onnxruntime profiler)")
-        profiles = {n: profile_ops(bun, n, src, profile_runs, backend, threads) for n in names}
-    return {
+        log(f"profiling {', '.join(labels)}: {profile_runs} runs each (onnxruntime profiler)")
+        profiles = {(f"{n} ({b})" if many else n): profile_ops(bun, n, src, profile_runs, b, threads)
+                    for n, b in pairs}
+    result = {
         "bundle": str(bun.root),
         "model": bun.model,
         "input": [spec.n or 1, 3, h, w],
-        "backend": backend,
+        "backend": ",".join(backends),
         "iters": iters,
         "warmup": warmup,
         "threads": threads or "default",
         "rows": rows,
+        "baseline": f"fp32 ({fp32['backend']})" if fp32 is not None else None,
         "speedup_vs_fp32_p50": speedups,
         **({"op_profile_ms": profiles, "profile_runs": profile_runs} if profiles else {}),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor() or platform.machine()},
         "versions": {"matting-deploy": __version__,
                      **versions(["onnxruntime", "onnxruntime-gpu", "numpy"]
-                                + (["tensorrt"] if backend == "tensorrt" else [])
+                                + (["tensorrt"] if "tensorrt" in backends else [])
+                                + (["openvino"] if any(b.startswith(OPENVINO) for b in backends) else [])
                                 + (["torch"] if anchor else []))},
     }
+    result["advice"] = advice(result, bun)
+    return result
 
 
-def speed_line(name: str, speedup: float) -> str:
-    """``"INT8: 1.05x slower than FP32 (p50)"`` from ``speedup`` = FP32 p50 / this p50."""
+class Progress:
+    """Bench progress: the first round's times and an estimate of the time left, then a bar on a
+    terminal (:func:`matting_deploy.progress.bar`) or, in a log, a line at each quarter."""
+
+    def __init__(self, rounds: int, log: Callable[[str], None], enabled: bool = True):
+        self.rounds, self.log, self.done = rounds, log, 0
+        self.lines = enabled and not sys.stderr.isatty()
+        self.bar = None
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+
+    def start(self, labels: list[str]) -> Callable[[list[float], float], None]:
+        def first(seconds: list[float], left: float) -> None:
+            calls = ", ".join(f"{label} {s * 1e3:.0f} ms" for label, s in zip(labels, seconds, strict=True))
+            self.log(f"first round (each artifact's calls): {calls}; about {_duration(left)} to go "
+                     f"({self.rounds} more rounds)")
+            from ..progress import bar
+
+            self.bar = bar(self.rounds, "timing", unit="round", enabled=self.enabled)
+            self.t0 = time.perf_counter()
+        return first
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update()
+        quarter = self.done * 4 // self.rounds != (self.done - 1) * 4 // self.rounds
+        if self.lines and self.done < self.rounds and quarter:
+            spent = time.perf_counter() - self.t0
+            self.log(f"timing: {self.done}/{self.rounds} rounds, about "
+                     f"{_duration(spent / self.done * (self.rounds - self.done))} left")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def speed_line(name: str, speedup: float, baseline: str = "FP32") -> str:
+    """``"INT8: 1.05x slower than FP32 (p50)"`` from ``speedup`` = FP32 p50 / this p50 (a
+    ``name (backend)`` label and its ``baseline`` are kept as written)."""
+    name = name if " (" in name else name.upper()
     if speedup >= 1:
-        return f"{name.upper()}: {speedup:.2f}x faster than FP32 (p50)"
-    return f"{name.upper()}: {1 / speedup:.2f}x slower than FP32 (p50)"
+        return f"{name}: {speedup:.2f}x faster than {baseline} (p50)"
+    return f"{name}: {1 / speedup:.2f}x slower than {baseline} (p50)"
 
 
 def align(lines: list[tuple[str, ...]], left: int) -> list[str]:
@@ -218,8 +296,9 @@ def format_table(result: dict[str, Any]) -> str:
     """The result as a plain-text table (one row per artifact), speed-ups against FP32, and
     per artifact how the engine is driven and what the anchor is."""
     anchored = any("anchor" in r for r in result["rows"])
+    device = any("device" in r for r in result["rows"])  # only GPU runners time device-only calls
     head = ["artifact", "backend", "p50 ms", "p90 ms", "p99 ms", "FPS", "bare p50 ms", "overhead",
-            "runner cost", "device p50 ms"]
+            "runner cost"] + (["device p50 ms"] if device else [])
     if anchored:
         head += ["anchor p50 ms", "x anchor", "anchor dev ms", "dev x anchor"]
     lines = [tuple(head)]
@@ -231,8 +310,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"{r['overhead_pct']:+.2f}%" if bare else "-",
             f"{r['runner_cost_us']:.0f} us ({r['runner_cost_pct']:.3f}%)"
             if "runner_cost_us" in r else "-",
-            _ms(r.get("device")),
-        ]
+        ] + ([_ms(r.get("device"))] if device else [])
         if anchored:
             cells += [_ms(r.get("anchor")), f"{r['vs_anchor']:.2f}" if "vs_anchor" in r else "-",
                       _ms(r.get("anchor_device")),
@@ -244,20 +322,25 @@ def format_table(result: dict[str, Any]) -> str:
              f"{result['warmup']} warm-up, threads {result['threads']}")
     out = [title, *text, "overhead: (runner p50 - bare p50) / bare p50, interleaved calls (bare: "
            "the engine call with the same host copies); runner cost: run() with the engine "
-           "replaced by cached outputs; device: the engine alone on device buffers"]
+           "replaced by cached outputs" + ("; device: the engine alone on device buffers" if device else "")]
     if anchored:
         out.append("x anchor: runner p50 / anchor p50 (same host I/O); dev x anchor: device p50 / "
                    "anchor device p50")
+    baseline = result.get("baseline") or "fp32"
+    many = "," in result["backend"]
     for name, s in result["speedup_vs_fp32_p50"].items():
-        out.append(speed_line(name, s))
+        out.append(speed_line(name, s, baseline if many else "FP32"))
     if result.get("op_profile_ms"):
         from .profile import op_table
 
         out += ["", f"per-op-type kernel time (onnxruntime profiler, optimised graph), "
                 f"{result['profile_runs']} runs:", *align(op_table(result["op_profile_ms"]), left=1)]
+    notes = [r for r in result["rows"] if r.get("capture_note", "").split(" (")[0] not in ("", "session.run")]
+    if notes:  # a plain session.run says nothing the backend column does not
+        out.append("how each engine is driven:")
+    for r in notes:
+        out.append(f"  {r['artifact']} ({r['backend']}): {r['capture_note']}")
     for r in result["rows"]:
-        if "capture_note" in r:
-            out.append(f"{r['artifact']}: {r['capture_note']}")
         if "anchor" in r:
             out.append(f"{r['artifact']} anchor: {r['anchor']['label']}")
     return "\n".join(out)

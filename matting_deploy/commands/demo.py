@@ -74,7 +74,7 @@ def demo(out: str, images: int, bgm: bool, force: bool) -> None:
     _run(["export", "--model", "rvm", "--from-onnx", str(onnx_path), "--fp16", "--out", str(bundle), *again])
     _run(["calibrate", "--int8", "--bundle", str(bundle), "--data", str(calib), "--num", str(images), *again])
     _run(["validate", "--bundle", str(bundle), "--data", str(evaluation), "--report", str(root / "report"),
-          *again])
+          *again, *validate_backends()])
     beats = beats_fp32_notes(root / "report" / "report.json")
     if bgm is None:
         missing = unavailable("torch")
@@ -129,3 +129,15 @@ def summary(root: Path, bundle: Path, notes: list[str], bgm_report: Path | None 
         f"  matting-deploy validate --bundle {bundle} --data YOUR_DATA --report {root / 'my-report'}",
         "    (YOUR_DATA: image/ + matte/ with true mattes, e.g. PPM-100)",
     ]
+
+
+def validate_backends() -> list[str]:
+    """The demo's validate backends: automatic (cpu and the GPU providers here), plus the OpenVINO
+    rows when openvino is installed."""
+    from ..optional import unavailable
+    from ..runtimes import OPENVINO
+    from ..runtimes.onnxruntime_runner import available_backends
+
+    if unavailable("openvino"):
+        return []
+    return ["--backends", ",".join([*available_backends(), OPENVINO])]

@@ -6,10 +6,10 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import Bundle
+from ..bundle import HINTED, Bundle, file_artifact
 from ..errors import MattingDeployError, first_line
 from ..optional import unavailable
-from ..runtimes import BACKENDS, ORT_BACKENDS
+from ..runtimes import BACKENDS, OPENVINO, ORT_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -31,19 +31,21 @@ def plan_jobs(
     """Rows to run, and one-line notes for backends skipped here.
 
     ``backends=None`` means automatic: cpu, every GPU provider this onnxruntime has, and TensorRT
-    when the bundle holds engines. Named backends that cannot run are skipped with a note too.
+    when the bundle holds engines (OpenVINO only when named: a note says so where it is installed).
+    Named backends that cannot run are skipped with a note too. ``openvino`` runs the ONNX
+    artifacts and ``bf16`` (model.onnx at OpenVINO's BF16 precision; other backends skip it).
     """
     from ..runtimes.onnxruntime_runner import PROVIDERS, available_backends
 
     onnx = bundle.onnx_artifacts()
     for name in artifacts:
-        if name not in onnx and not bundle.engine_path(name).is_file():
+        if file_artifact(name) not in onnx and not bundle.engine_path(name).is_file():
             raise MattingDeployError(
                 f"{bundle.root}: bundle has no '{name}' artifact (has: {', '.join(onnx) or 'none'})"
             )
     have = available_backends()
     auto = backends is None
-    wanted = list(BACKENDS) if auto else backends
+    wanted = [b for b in BACKENDS if b != OPENVINO] if auto else backends
     for b in wanted:
         if b not in BACKENDS:
             raise MattingDeployError(f"--backends: unknown backend '{b}' (choose from {', '.join(BACKENDS)})")
@@ -55,9 +57,21 @@ def plan_jobs(
             f"{', '.join(lacking)}: skipped (this onnxruntime has no "
             f"{', '.join(PROVIDERS[b][0] for b in lacking)})"
         )
+    if auto and unavailable("openvino") is None:
+        notes.append(f"{OPENVINO}: installed but not validated (add --backends cpu,{OPENVINO})")
+    hinted = [a for a in artifacts if a in HINTED]
+    if hinted and OPENVINO not in wanted:
+        notes.append(f"{', '.join(hinted)}: skipped (an OpenVINO execution precision: add --backends {OPENVINO})")
     for backend in wanted:
         if backend in ORT_BACKENDS and backend in have:
             jobs += [Job(a, backend, bundle.root / onnx[a]) for a in artifacts if a in onnx]
+        elif backend == OPENVINO:
+            reason = unavailable("openvino")
+            if reason:
+                notes.append(f"{OPENVINO}: skipped ({reason})")
+                continue
+            jobs += [Job(a, OPENVINO, bundle.root / onnx[file_artifact(a)]) for a in artifacts
+                     if file_artifact(a) in onnx]
         elif backend == "tensorrt":
             engines = [a for a in artifacts if bundle.engine_path(a).is_file()]
             if not engines:
@@ -73,6 +87,14 @@ def plan_jobs(
                 continue
             jobs += [Job(a, "tensorrt", bundle.engine_path(a)) for a in engines]
     return jobs, notes
+
+
+def default_artifacts(bundle: Bundle, backends: list[str] | None) -> list[str]:
+    """Every ONNX artifact, plus the OpenVINO execution precisions (bf16) when ``openvino`` is asked."""
+    names = list(bundle.onnx_artifacts())
+    if backends and OPENVINO in backends:
+        names += [a for a, source in HINTED.items() if source in names]
+    return names
 
 
 def tensorrt_unavailable() -> str | None:

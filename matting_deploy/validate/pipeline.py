@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..bundle import REPORT_DIR, Bundle
 from ..bundle.lock import bundle_lock
@@ -22,7 +24,7 @@ from ..runtimes.segmenter import segmenter
 from . import gates as G
 from . import report as R
 from .emulated import emulated_job, mac_shares
-from .jobs import Job, plan_jobs
+from .jobs import Job, default_artifacts, plan_jobs
 from .scoring import Scorer, run_job
 
 
@@ -84,7 +86,7 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
     ref = G.load_reference(reference, protocol) if reference else None
 
     notes = list(dataset.notes)
-    names = list(artifacts or bun.onnx_artifacts())
+    names = list(artifacts or default_artifacts(bun, backends))
     if ref is None and "fp32" not in names:
         names.insert(0, "fp32")
         notes.append("fp32: added to the run as the reference (no --reference given)")
@@ -119,6 +121,10 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
     if ref is None:
         ref = G.Reference("this run", "fp32", "cpu", ref_run.image_means(), ref_run.clip_means())
     rows = G.make_rows(runs, ref, gates)
+    if ref_run is not None:
+        for line in alpha_diffs(runs, ref_run):
+            log(line)
+            notes.append(line)
 
     tables = [("Still images", R.image_table(rows, protocol["shape"]))]
     tables += [("Clips (state carried over frames)", R.clip_table(rows))]
@@ -149,6 +155,24 @@ def _validate(bun, data, artifacts, backends, limit, resize, warmup_frames, refe
         raise GateFailed("drift gate failed: " + "; ".join(result["failures"]))
     log("all drift gates hold")
     return result
+
+
+def alpha_diffs(runs: list, ref_run) -> list[str]:
+    """One line per other backend's fp32 row: its largest alpha difference from the reference
+    row over every still image and clip frame (model resolution), e.g. OpenVINO vs onnxruntime."""
+    def alphas(run) -> list:
+        return [s.pha for s in run.images] + [f.pha for c in run.clips for f in c.frames]
+
+    ref = alphas(ref_run)
+    out = []
+    for run in runs:
+        if run is ref_run or run.job.artifact != ref_run.job.artifact or not ref:
+            continue
+        diff = max(float(np.max(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
+                   for a, b in zip(alphas(run), ref, strict=True))
+        out.append(f"{run.job.label}: alpha max |difference| from {ref_run.job.label} {diff:.2e} over "
+                   f"{len(ref)} images/frames (clip state carried)")
+    return out
 
 
 def _bgm_inputs(bun: Bundle, dataset, resize: str, seg_bundle: str | Path | None) -> BgmInputs | None:

@@ -1,0 +1,189 @@
+"""OpenVINO on this CPU against onnxruntime FP32: speed ratios from one interleaved run per model.
+
+For each bundle, in one run (``benchmark.pipeline.measure_together``: every case's call one after the
+other in each round, so load hits all alike): onnxruntime FP32 (``model.onnx``, the baseline) and,
+through the project's runners (``open_runner(bundle, artifact, "openvino")``), OpenVINO ``fp32``,
+``bf16`` (model.onnx with the BF16 hint), ``int8`` (``model.int8.onnx`` as written, f32 hint) and
+``int8`` with the BF16 hint (the runner class with ``hint="bf16"``; not a shipped artifact: the BF16
+hint around the Q/DQ costs fidelity). Ratios are onnxruntime FP32 p50 / case p50; the targets of
+issue 21 are checked per model label (``rvm``, ``modnet``, ``rvm1080``).
+
+``--data`` adds fidelity: alpha of each case against onnxruntime FP32 on a few images (recurrent
+models: 4 frames of each image from zero state, the state carried, the last one compared).
+``--perf-count`` adds where the time goes: OpenVINO's per-node profiling (``PERF_COUNT``) summed by
+layer type and by the precision its kernel ran in.
+
+    python bench/bench_openvino.py --bundle rvm=/tmp/rvm --bundle modnet=/tmp/modnet \\
+        --bundle rvm1080=/tmp/rvm1080 --threads 2 --iters 20 --warmup 3 --data composite-dev
+
+:func:`readme_table` returns the markdown table for bench/readme_figures.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from matting_deploy.benchmark.pipeline import align, measure_together  # noqa: E402
+from matting_deploy.bundle import Bundle  # noqa: E402
+from matting_deploy.runtimes.open import io_spec, open_runner  # noqa: E402
+
+BASELINE = "onnxruntime fp32"
+CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16")
+# issue 21's targets: (case, against, at least)
+TARGETS = {
+    "rvm": [("openvino int8", BASELINE, 1.8), ("openvino bf16", BASELINE, 1.9),
+            ("openvino int8", "openvino fp32", 1.5)],
+    "modnet": [("openvino int8", BASELINE, 3.0)],
+    "rvm1080": [("openvino bf16", BASELINE, 1.9)],
+}
+
+
+def open_cases(bundle: Bundle, threads: int) -> dict[str, Any]:
+    """{case: runner} for the bundle (int8 cases only where it has model.int8.onnx)."""
+    from matting_deploy.runtimes.openvino_runner import DEFAULT_DEVICE, OvRunner
+
+    runners = {BASELINE: open_runner(bundle, "fp32", "cpu", threads=threads),
+               "openvino fp32": open_runner(bundle, "fp32", "openvino", threads=threads),
+               "openvino bf16": open_runner(bundle, "bf16", "openvino", threads=threads)}
+    if "int8" in bundle.artifacts:
+        runners["openvino int8"] = open_runner(bundle, "int8", "openvino", threads=threads)
+        runners["openvino int8+bf16"] = OvRunner(bundle.verify("int8"), bundle.states, bundle.downsample_ratio,
+                                                 bundle.dynamic, device=DEFAULT_DEVICE, hint="bf16", threads=threads)
+    return runners
+
+
+def fidelity(bundle: Bundle, runners: dict[str, Any], data: Path, images: int) -> dict[str, dict[str, float]]:
+    """{case: {max_abs, mse}} of alpha against onnxruntime FP32 over ``images`` images of ``data``."""
+    from matting_deploy.data.pairs import load_dataset
+    from matting_deploy.validate.scoring import Scorer, still_outputs
+
+    scorer = Scorer(bundle)
+    pairs = load_dataset(data, images).images
+    alphas: dict[str, list[np.ndarray]] = defaultdict(list)
+    for pair in pairs:
+        src = scorer.model_input(pair.image)[0]
+        for case, runner in runners.items():
+            alphas[case].append(np.asarray(still_outputs(runner, src, scorer.frames)["pha"], np.float32))
+    ref = np.stack(alphas[BASELINE])
+    return {case: {"max_abs": float(np.abs(np.stack(a) - ref).max()), "mse": float(np.mean((np.stack(a) - ref) ** 2))}
+            for case, a in alphas.items() if case != BASELINE}
+
+
+def perf_counts(runner: Any, src: np.ndarray, runs: int = 5) -> tuple[dict[str, float], dict[str, float]]:
+    """({layer type: ms/run}, {kernel precision: ms/run}) from OpenVINO's PERF_COUNT for the model and
+    hint of an OpenVINO runner (compiled again with profiling on; zero state)."""
+    from matting_deploy.runtimes.openvino_runner import core
+
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": runner.hint, "PERF_COUNT": True}
+    compiled = core().compile_model(str(runner.path), runner.device, config)
+    request = compiled.create_infer_request()
+    feed = runner.model_inputs(src)
+    by_type: dict[str, float] = defaultdict(float)
+    by_precision: dict[str, float] = defaultdict(float)
+    for _ in range(runs):
+        request.infer(feed)
+        for info in request.profiling_info:
+            ms = info.real_time.total_seconds() * 1e3 / runs
+            by_type[info.node_type] += ms
+            by_precision[info.exec_type.rsplit("_", 1)[-1] if "_" in info.exec_type else info.exec_type] += ms
+    top = dict(sorted(by_type.items(), key=lambda kv: -kv[1]))
+    return top, dict(sorted(by_precision.items(), key=lambda kv: -kv[1]))
+
+
+def measure_model(label: str, path: str | Path, iters: int, warmup: int, threads: int,
+                  data: Path | None = None, images: int = 4, perf: bool = False,
+                  log=print) -> dict[str, Any]:
+    """Every case of one bundle in one interleaved run: p50 ms and ratios (and fidelity, profiles)."""
+    bundle = Bundle.open(path)
+    spec = io_spec(bundle)
+    h, w = spec.h or bundle.input_hw[0], spec.w or bundle.input_hw[1]
+    src = np.random.default_rng(0).random((spec.n or 1, 3, h, w), dtype=np.float32)
+    runners = open_cases(bundle, threads)
+    try:
+        log(f"{label}: timing {', '.join(runners)} ({warmup} warm-up + {iters} rounds, interleaved)")
+        rows = measure_together([(r, None) for r in runners.values()], src, iters, warmup,
+                                first=lambda s, left: log(f"{label}: about {left:.0f} s to go"))
+        p50 = {case: row["p50_ms"] for case, row in zip(runners, rows, strict=True)}
+        out: dict[str, Any] = {"label": label, "bundle": str(bundle.root), "input": [h, w], "p50_ms": p50,
+                               "ratio": {c: p50[BASELINE] / v for c, v in p50.items()}}
+        if data is not None:
+            out["fidelity"] = fidelity(bundle, runners, data, images)
+        if perf:
+            out["perf"] = {c: perf_counts(r, src) for c, r in runners.items() if c != BASELINE}
+    finally:
+        for runner in runners.values():
+            runner.close()
+    out["targets"] = [(case, against, want, p50[against] / p50[case] if case in p50 else None)
+                      for case, against, want in TARGETS.get(label, [])]
+    return out
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Header + one row per model: the baseline's p50 and each case's speed ratio to it."""
+    rows = [("model", f"{BASELINE} p50 ms", *CASES, "int8 / openvino fp32")]
+    for r in results:
+        ratio = r["ratio"]
+        int8 = (f"{r['p50_ms']['openvino fp32'] / r['p50_ms']['openvino int8']:.2f}x"
+                if "openvino int8" in ratio else "-")
+        rows.append((f"{r['label']} {r['input'][0]}x{r['input'][1]}", f"{r['p50_ms'][BASELINE]:.1f}",
+                     *[f"{ratio[c]:.2f}x" if c in ratio else "-" for c in CASES], int8))
+    return rows
+
+
+def readme_table(bundles: dict[str, str | Path], iters: int = 20, warmup: int = 3, threads: int = 2) -> str:
+    """The markdown table (speed vs onnxruntime FP32, p50) for bench/readme_figures.py: one
+    interleaved run per bundle ({label: bundle folder}, labels as in :data:`TARGETS`)."""
+    rows = table_rows([measure_model(k, v, iters, warmup, threads, log=lambda m: None) for k, v in bundles.items()])
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--bundle", action="append", required=True, metavar="LABEL=PATH",
+                    help="a bundle and its label (rvm, modnet, rvm1080: the label picks the targets)")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
+    ap.add_argument("--data", type=Path, help="images for the fidelity columns (PPM-100 layout)")
+    ap.add_argument("--images", type=int, default=4, help="images of --data to compare (default 4)")
+    ap.add_argument("--perf-count", action="store_true", help="where the time goes (OpenVINO PERF_COUNT)")
+    args = ap.parse_args()
+    results = []
+    for item in args.bundle:
+        label, _, path = item.partition("=")
+        if not path:
+            ap.error(f"--bundle: LABEL=PATH, got {item}")
+        results.append(measure_model(label, path, args.iters, args.warmup, args.threads, args.data,
+                                     args.images, args.perf_count))
+    print(f"\nspeed vs {BASELINE} (p50 ratio, one interleaved run per model; {args.iters} rounds after "
+          f"{args.warmup} warm-up, {args.threads} threads)")
+    print("\n".join(align(table_rows(results), left=1)))
+    print("\ntargets (issue 21):")
+    for r in results:
+        for case, against, want, got in r["targets"]:
+            verdict = "-" if got is None else ("met" if got >= want else "MISSED")
+            print(f"  {r['label']}: {case} >= {want}x {against}: "
+                  f"{'-' if got is None else f'{got:.2f}x'} {verdict}")
+    for r in results:
+        if "fidelity" in r:
+            print(f"\n{r['label']}: alpha vs {BASELINE} on {args.images} images of {args.data}")
+            for case, f in r["fidelity"].items():
+                print(f"  {case}: max |diff| {f['max_abs']:.2e}, MSE {f['mse']:.2e}")
+        for case, (by_type, by_precision) in r.get("perf", {}).items():
+            top = ", ".join(f"{k} {v:.1f}" for k, v in list(by_type.items())[:6])
+            prec = ", ".join(f"{k} {v:.1f}" for k, v in by_precision.items())
+            print(f"\n{r['label']} {case} (PERF_COUNT ms/run): {top}; by kernel precision: {prec}")
+
+
+if __name__ == "__main__":
+    main()
