@@ -30,6 +30,21 @@ import numpy as np
 from ..errors import MattingDeployError
 
 
+def zero_state(runner: Runner, index: int, src: np.ndarray) -> np.ndarray:
+    """The zero state ``runner.state_specs[index]`` starts from for a ``src`` batch: its static shape,
+    [N,1,1,1] where the graph broadcasts (the official release), or RVM's shapes for a dynamic graph."""
+    from ..models.specs import rvm_state_shapes
+
+    spec = runner.state_specs[index]
+    if spec.shape is None:  # graphs like the official release broadcast a [N,1,1,1] state
+        return np.zeros((src.shape[0], 1, 1, 1), np.float32)
+    if not runner.dynamic:
+        return np.zeros(spec.shape, np.float32)
+    channels = tuple(s.shape[1] for s in runner.state_specs)
+    n, _, h, w = src.shape
+    return np.zeros(rvm_state_shapes(channels, h, w, runner.downsample_ratio or 1.0, n)[index], np.float32)
+
+
 class Runner:
     """A loaded artifact. Recurrent runners keep their state between ``run`` calls."""
 

@@ -20,8 +20,7 @@ import numpy as np
 
 from ..bundle import CPU_INT8, Bundle, StateSpec
 from ..errors import MattingDeployError, first_line
-from ..models.specs import rvm_state_shapes
-from .base import Runner
+from .base import Runner, zero_state
 from .ort_binding import MIN_ORT_GRAPH_IDS, SKIP_GRAPH, BoundSession, host_copies, ort_reason, run_options
 
 # Backend name -> onnxruntime execution providers, in order of preference.
@@ -214,15 +213,6 @@ class OrtRunner(Runner):
         """The recurrent state the next ``run`` feeds (host copies when it lives on the device)."""
         return self.bound.state() if self.bound is not None else self._state
 
-    def _zero_state(self, index: int, spec: StateSpec, src: np.ndarray) -> np.ndarray:
-        if spec.shape is None:  # graphs like the official release broadcast a [N,1,1,1] state
-            return np.zeros((src.shape[0], 1, 1, 1), np.float32)
-        if not self.dynamic:
-            return np.zeros(spec.shape, np.float32)
-        channels = tuple(s.shape[1] for s in self.state_specs)
-        n, _, h, w = src.shape
-        return np.zeros(rvm_state_shapes(channels, h, w, self.downsample_ratio or 1.0, n)[index], np.float32)
-
     @property
     def extra_names(self) -> list[str]:
         """Inputs fed by the caller besides ``src`` (BGM: ``bgr``, ``seg``)."""
@@ -242,7 +232,7 @@ class OrtRunner(Runner):
         for index, spec in enumerate(self.state_specs):
             feed[spec.input] = state.get(spec.input)
             if feed[spec.input] is None:
-                feed[spec.input] = self._zero_state(index, spec, src)
+                feed[spec.input] = zero_state(self, index, src)
         if "downsample_ratio" in self.input_names:
             feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
         return feed

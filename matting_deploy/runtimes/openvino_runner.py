@@ -25,9 +25,8 @@ import numpy as np
 
 from ..bundle import BF16, Bundle, StateSpec, file_artifact
 from ..errors import MattingDeployError, first_line
-from ..models.specs import rvm_state_shapes
 from ..optional import require
-from .base import Runner
+from .base import Runner, zero_state
 
 DEFAULT_DEVICE = "CPU"
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")  # OpenVINO's device combinators: passed through
@@ -161,15 +160,6 @@ class OvRunner(Runner):
         states = "; states handed between two requests in OpenVINO" if self.state_specs else ""
         return f"OpenVINO {self.device}, {self.hint} ({self.path.name}){states}; {cache}"
 
-    def _zero_state(self, index: int, spec: StateSpec, src: np.ndarray) -> np.ndarray:
-        if spec.shape is None:  # graphs like the official release broadcast a [N,1,1,1] state
-            return np.zeros((src.shape[0], 1, 1, 1), np.float32)
-        if not self.dynamic:
-            return np.zeros(spec.shape, np.float32)
-        channels = tuple(s.shape[1] for s in self.state_specs)
-        n, _, h, w = src.shape
-        return np.zeros(rvm_state_shapes(channels, h, w, self.downsample_ratio or 1.0, n)[index], np.float32)
-
     def _inputs(self, src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """src and the extra inputs (checked), plus downsample_ratio where the graph takes it."""
         from .onnxruntime_runner import extra_feed
@@ -198,7 +188,7 @@ class OvRunner(Runner):
         for index, spec in enumerate(self.state_specs):
             feed[spec.input] = state.get(spec.input)
             if feed[spec.input] is None:
-                feed[spec.input] = self._zero_state(index, spec, feed["src"])
+                feed[spec.input] = zero_state(self, index, feed["src"])
         return feed
 
     def run_inputs(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -214,7 +204,7 @@ class OvRunner(Runner):
             if self._previous is not None:
                 request.set_tensor(spec.input, self._previous.get_tensor(spec.output))
             else:
-                request.set_tensor(spec.input, _tensor(self._zero_state(index, spec, feed["src"])))
+                request.set_tensor(spec.input, _tensor(zero_state(self, index, feed["src"])))
         out = self._execute(request, feed)
         if self.state_specs:
             self._previous = request
