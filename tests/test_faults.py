@@ -234,8 +234,8 @@ def test_export_force_removes_what_the_old_model_made(base, tmp_path):
     res = CliRunner().invoke(main, ["export", "--model", "rvm", "--from-onnx", str(base["onnx"]), "--height",
                                     "64", "--width", "96", "--out", str(bundle), "--force"])
     assert res.exit_code == 0, res.output
-    assert ("removed what the old model made stale: model.int8.onnx, calib.cache, calib.json, report, "
-            ".calib-cache") in res.output
+    assert ("removed what the old model made stale: model.int8.onnx, calib.cache, calib.json, "
+            "model.int8-implicit.onnx, report, .calib-cache") in res.output
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx"]
     _complete(bundle)
 

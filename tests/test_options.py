@@ -17,7 +17,7 @@ from matting_deploy.commands.validate import validate
 
 # command, canonical backend option, canonical artifact option, the other required arguments
 COMMANDS = [
-    (bench, "--backend", "--artifacts", ["--bundle", "b"]),
+    (bench, "--backends", "--artifacts", ["--bundle", "b"]),
     (infer, "--backend", "--artifact", ["--bundle", "b", "--input", ".", "--out", "o"]),
     (validate, "--backends", "--artifacts", ["--bundle", "b", "--data", "d"]),
 ]

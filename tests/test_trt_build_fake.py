@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from matting_deploy.bundle import Bundle
+from matting_deploy.bundle import Bundle, implicit_onnx
 from matting_deploy.cli import main
 from matting_deploy.runtimes import cuda_device
 from tests.fixtures import fake_tensorrt as fake_module
@@ -185,12 +185,13 @@ def test_an_int8_conv_renamed_by_the_parser_fails_the_build_naming_it(calibrated
     """Finding 7: the parser renames a layer whose name is taken; the Conv must not be skipped."""
     root = _copy(calibrated, tmp_path)
     conv = json.loads((root / "calib.json").read_text())["tensorrt"]["int8_convs"][0]
-    model = onnx.load(str(root / "model.onnx"))
+    bundle = Bundle.open(root)
+    parsed = implicit_onnx(bundle.manifest)  # the FP32 file implicit INT8 parses
+    model = onnx.load(str(root / parsed))
     first = next(n for n in model.graph.node if n.op_type not in ("Constant", "Conv"))
     first.name = conv  # an earlier layer takes the Conv's name: the parser calls the Conv '<name>_<n>'
-    onnx.save(model, str(root / "model.onnx"))
-    bundle = Bundle.open(root)
-    bundle.add_file("model.onnx", artifact="fp32")
+    onnx.save(model, str(root / parsed))
+    bundle.add_file(parsed, **({"artifact": "fp32"} if parsed == "model.onnx" else {}))
     bundle.save()
     events = fake(version="8.6.1.6")
     res = _build(root, "int8")

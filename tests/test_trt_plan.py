@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from matting_deploy.bundle import Bundle
+from matting_deploy.bundle import Bundle, implicit_onnx
 from matting_deploy.bundle.trt_cache import parse_cache
 from matting_deploy.bundle.trt_plan import BuildPlan, LayerRule, fp32_ops, layer_names, layer_rules, recurrent_nodes
 from matting_deploy.cli import main
@@ -97,7 +97,8 @@ def test_trtexec_line_for_implicit_int8_names_every_constrained_layer(calibrated
     res = _trtexec(root, "int8", version)
     assert res.exit_code == 0, res.output
     argv, kv = _flags(res.output)
-    assert kv["onnx"] == "model.onnx" and "--int8" in argv and "--fp16" in argv and "--noTF32" in argv
+    assert kv["onnx"] == implicit_onnx(Bundle.open(root).manifest)
+    assert "--int8" in argv and "--fp16" in argv and "--noTF32" in argv
     assert "--stronglyTyped" not in argv and kv["precisionConstraints"] == "obey"
     assert ("--buildOnly" if legacy else "--skipInference") in argv and kv["saveEngine"] == "model.int8.engine"
     precisions, outputs = _specs(kv["layerPrecisions"]), _specs(kv["layerOutputTypes"])

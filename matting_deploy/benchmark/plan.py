@@ -53,6 +53,9 @@ def plan_cases(bundle: Bundle, artifacts: list[str] | None, backends: list[str],
     """(artifact, backend) pairs to time, backend by backend. Default: every artifact each backend
     runs (:func:`backend_artifacts`); named artifacts a backend cannot run are skipped there with a
     note when another asked backend runs them, else refused."""
+    if artifacts and backends == ["tensorrt"]:
+        for name in artifacts:
+            engine_precision(name)  # int8-cpu, bf16: "not a TensorRT artifact", before the engine check
     for backend in backends:
         check_backend(bundle, backend)
     runs = {b: backend_artifacts(bundle, b) for b in backends}

@@ -12,9 +12,9 @@ from .options import artifact_option, backend_option, examples
 @click.command(epilog=examples(
     "matting-deploy bench --bundle bundles/rvm",
     "matting-deploy bench --bundle bundles/rvm --artifacts fp32,int8 --iters 50 --warmup 5 --json bench.json",
-    "matting-deploy bench --bundle bundles/rvm --backend tensorrt   # the built engines, on the GPU",
+    "matting-deploy bench --bundle bundles/rvm --backends tensorrt   # the built engines, on the GPU",
     "matting-deploy bench --bundle bundles/rvm --artifacts fp32,int8-cpu --profile-ops 20",
-    "matting-deploy bench --bundle bundles/rvm --backend cpu,openvino   # onnxruntime and OpenVINO, one run",
+    "matting-deploy bench --bundle bundles/rvm --backends cpu,openvino   # onnxruntime and OpenVINO, one run",
 ))
 @click.option("--bundle", type=click.Path(file_okay=False), required=True, help="Bundle folder.")
 @artifact_option(many=True, help=" (default: every artifact the backend runs: the ONNX ones, with openvino also "

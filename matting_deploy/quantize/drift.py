@@ -85,6 +85,13 @@ def written_model(ctx: CalibContext, path: Path, recipe: Recipe, excluded: set[s
     return path
 
 
+def written_drift(ctx: CalibContext, held: list[CalibItem], path: Path) -> float:
+    """The protocol drift of the model file at ``path`` (as finally written, e.g. with calibrate's
+    parameter levers applied after the fallback chose its float nodes) on the held-out images."""
+    ho = held_out(ctx.runner, ctx.source, held, ctx.bundle, ctx.frames, ctx.extras)
+    return protocol_drift(path, ctx.bundle, ho.srcs, ho.refs, ctx.frames)
+
+
 @dataclass
 class HeldOut:
     """The held-out images' inputs and FP32 alphas."""

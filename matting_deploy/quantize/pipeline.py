@@ -53,7 +53,7 @@ from ..runtimes.onnxruntime_runner import OrtRunner
 from ..runtimes.segmenter import segmenter
 from . import METHOD_HELP, collect, cpu_target, implicit, qdq, sensitivity, typed
 from .adjust import Levers, apply_levers
-from .drift import CalibContext, fallback, progress_bar
+from .drift import CalibContext, fallback, progress_bar, written_drift
 from .options import TARGETS, CalibrateOptions  # noqa: F401 (TARGETS: re-exported)
 from .ranges import scale_of
 from .recipe import default_recipe, excluded_nodes
@@ -233,6 +233,9 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
         # What strongly typed TensorRT (>= 10.1) builds: FP16 outside Q/DQ, recurrent update FP32.
         qmodel = typed.fp16_outside(qfp32, bundle.states)
         onnx.save(qmodel, str(stage / INT8_FILE))
+        if drift_report is not None and levers.any:  # the drift of the file as written, levers included
+            drift_report["drift_after"] = written_drift(ctx, held, stage / INT8_FILE)
+            echo(f"max-drift: with the levers, INT8 drift on the held-out images = {drift_report['drift_after']:.3g}")
         missing = [t for t in names if t not in all_ranges]
         if missing:
             raise MattingDeployError(f"calibration collected no range for {', '.join(missing[:3])} "
