@@ -5,7 +5,8 @@ other in each round, so load hits all alike): onnxruntime FP32 (``model.onnx``, 
 through the project's runners (``open_runner(bundle, artifact, "openvino")``), OpenVINO ``fp32``,
 ``bf16`` (model.onnx with the BF16 hint), ``int8`` (``model.int8.onnx`` as written, f32 hint) and
 ``int8`` with the BF16 hint (the runner class with ``hint="bf16"``; not a shipped artifact: the BF16
-hint around the Q/DQ costs fidelity). Ratios are onnxruntime FP32 p50 / case p50; the targets of
+hint around the Q/DQ costs fidelity) and ``int8-cpu`` (``model.int8-cpu.onnx``, when calibrated).
+Ratios are onnxruntime FP32 p50 / case p50; the targets of
 issue 21 are checked per model label (``rvm``, ``modnet``, ``rvm1080``).
 
 ``--data`` adds fidelity: alpha of each case against onnxruntime FP32 on a few images (recurrent
@@ -37,7 +38,7 @@ from matting_deploy.bundle import Bundle  # noqa: E402
 from matting_deploy.runtimes.open import io_spec, open_runner  # noqa: E402
 
 BASELINE = "onnxruntime fp32"
-CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16")
+CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16", "openvino int8-cpu")
 # issue 21's targets: (case, against, at least)
 TARGETS = {
     "rvm": [("openvino int8", BASELINE, 1.8), ("openvino bf16", BASELINE, 1.9),
@@ -58,6 +59,8 @@ def open_cases(bundle: Bundle, threads: int) -> dict[str, Any]:
         runners["openvino int8"] = open_runner(bundle, "int8", "openvino", threads=threads)
         runners["openvino int8+bf16"] = OvRunner(bundle.verify("int8"), bundle.states, bundle.downsample_ratio,
                                                  bundle.dynamic, device=DEFAULT_DEVICE, hint="bf16", threads=threads)
+    if "int8-cpu" in bundle.artifacts:  # calibrate --int8 --target cpu: the runner's hint for it (bf16 here)
+        runners["openvino int8-cpu"] = open_runner(bundle, "int8-cpu", "openvino", threads=threads)
     return runners
 
 
