@@ -83,7 +83,8 @@ def _cpu_hints(rows: list[dict[str, Any]], bundle: Bundle, result: dict[str, Any
                    f"--bundle {bundle.root} --data CALIB_DATA")
     if not any(r["backend"].split(":")[0] == OPENVINO for r in rows):
         if unavailable("openvino") is None:
-            out.append(f"OpenVINO is installed: --backends cpu,{OPENVINO} compares its bf16/int8-cpu (faster on Intel CPUs)")
+            out.append(f"OpenVINO is installed: --backends cpu,{OPENVINO} compares its bf16/int8-cpu "
+                       "(faster on Intel CPUs)")
         else:
             out.append("on Intel CPUs OpenVINO runs bf16/int8 faster: pip install 'matting-deploy[openvino]'")
     return out
