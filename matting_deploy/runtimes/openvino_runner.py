@@ -127,8 +127,12 @@ class OvRunner(Runner):
         except Exception as e:  # OpenVINO raises RuntimeError for unreadable models and bad configs
             raise MattingDeployError(f"{self.path}: OpenVINO cannot compile the model for {self.device} "
                                      f"({first_line(e)})") from None
-        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
-        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        # A compiled port carries every tensor name its optimised-away Identities/Converts had, and
+        # get_any_name() may return any of them: name each port by the graph's own input/output name.
+        graph = core().read_model(str(self.path))
+        io_names = {n for port in (*graph.inputs, *graph.outputs) for n in port.get_names()}
+        self.input_names = [_graph_name(p, io_names) for p in self.compiled.inputs]
+        self.output_names = [_graph_name(p, io_names) for p in self.compiled.outputs]
         state_inputs = {s.input for s in self.state_specs}
         self.extra_names = [n for n in self.input_names if n not in {"src", "downsample_ratio", *state_inputs}]
         self.result_names = [n for n in self.output_names if n not in {s.output for s in self.state_specs}]
@@ -241,6 +245,12 @@ class OvRunner(Runner):
         self._previous = None
         self._requests = []
         self.compiled = None
+
+
+def _graph_name(port: Any, io_names: set[str]) -> str:
+    """The port's name among the model's own input/output names (else OpenVINO's pick)."""
+    names = sorted(set(port.get_names()) & io_names)
+    return names[0] if names else port.get_any_name()
 
 
 def _tensor(array: np.ndarray) -> Any:
