@@ -30,6 +30,31 @@ import numpy as np
 from ..errors import MattingDeployError
 
 
+def extra_feed(src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Extra inputs as contiguous float32 (N, C, H, W) with src's N, H and W (one-line errors)."""
+    out = {}
+    for name, value in extra.items():
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+        if arr.ndim != 4 or arr.shape[0] != src.shape[0] or arr.shape[2:] != src.shape[2:]:
+            n, _, h, w = src.shape
+            raise MattingDeployError(f"{name} must be ({n}, C, {h}, {w}) like src, got {arr.shape}")
+        out[name] = arr
+    return out
+
+
+def caller_feed(runner: Runner, src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``src`` (checked, contiguous float32) and the caller's extra inputs (checked against
+    ``runner.extra_names``): the part of a feed every ONNX-graph runner takes from its caller."""
+    src = np.ascontiguousarray(src, dtype=np.float32)
+    if src.ndim != 4 or src.shape[1] != 3:
+        raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
+    feed = {"src": src}
+    if extra or runner.extra_names:
+        runner.check_extra(runner.extra_names, extra, runner.path)
+        feed.update(extra_feed(src, extra))
+    return feed
+
+
 def zero_state(runner: Runner, index: int, src: np.ndarray) -> np.ndarray:
     """The zero state ``runner.state_specs[index]`` starts from for a ``src`` batch: its static shape,
     [N,1,1,1] where the graph broadcasts (the official release), or RVM's shapes for a dynamic graph."""

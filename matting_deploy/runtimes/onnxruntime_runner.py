@@ -20,7 +20,7 @@ import numpy as np
 
 from ..bundle import CPU_INT8, Bundle, StateSpec
 from ..errors import MattingDeployError, first_line
-from .base import Runner, zero_state
+from .base import Runner, caller_feed, zero_state
 from .ort_binding import MIN_ORT_GRAPH_IDS, SKIP_GRAPH, BoundSession, host_copies, ort_reason, run_options
 
 # Backend name -> onnxruntime execution providers, in order of preference.
@@ -221,13 +221,8 @@ class OrtRunner(Runner):
 
     def feed(self, src: np.ndarray, **extra: np.ndarray) -> dict[str, np.ndarray]:
         """The full input dict for ``src`` with the current state (what ``run`` passes in)."""
-        src = np.ascontiguousarray(src, dtype=np.float32)
-        if src.ndim != 4 or src.shape[1] != 3:
-            raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
-        feed = {"src": src}
-        if extra or self.extra_names:
-            self.check_extra(self.extra_names, extra, self.path)
-            feed.update(extra_feed(src, extra))
+        feed = caller_feed(self, src, extra)
+        src = feed["src"]
         state = self.state
         for index, spec in enumerate(self.state_specs):
             feed[spec.input] = state.get(spec.input)
@@ -321,18 +316,6 @@ class OrtRunner(Runner):
             self.bound.close()
             self.bound = None
         self.session = None
-
-
-def extra_feed(src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Extra inputs as contiguous float32 (N, C, H, W) with src's N, H and W (one-line errors)."""
-    out = {}
-    for name, value in extra.items():
-        arr = np.ascontiguousarray(value, dtype=np.float32)
-        if arr.ndim != 4 or arr.shape[0] != src.shape[0] or arr.shape[2:] != src.shape[2:]:
-            n, _, h, w = src.shape
-            raise MattingDeployError(f"{name} must be ({n}, C, {h}, {w}) like src, got {arr.shape}")
-        out[name] = arr
-    return out
 
 
 class _CachedSession:

@@ -26,7 +26,7 @@ import numpy as np
 from ..bundle import BF16, Bundle, StateSpec, file_artifact
 from ..errors import MattingDeployError, first_line
 from ..optional import require
-from .base import Runner, zero_state
+from .base import Runner, caller_feed, zero_state
 
 DEFAULT_DEVICE = "CPU"
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")  # OpenVINO's device combinators: passed through
@@ -166,15 +166,7 @@ class OvRunner(Runner):
 
     def _inputs(self, src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """src and the extra inputs (checked), plus downsample_ratio where the graph takes it."""
-        from .onnxruntime_runner import extra_feed
-
-        src = np.ascontiguousarray(src, dtype=np.float32)
-        if src.ndim != 4 or src.shape[1] != 3:
-            raise MattingDeployError(f"src must be (N, 3, H, W), got {src.shape}")
-        feed = {"src": src}
-        if extra or self.extra_names:
-            self.check_extra(self.extra_names, extra, self.path)
-            feed.update(extra_feed(src, extra))
+        feed = caller_feed(self, src, extra)
         if "downsample_ratio" in self.input_names:
             feed["downsample_ratio"] = np.array([self.downsample_ratio or 1.0], np.float32)
         return feed
