@@ -41,6 +41,17 @@ def _hardswish_model():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def _parsed(model: onnx.ModelProto, tmp_path):
+    """The fake TensorRT 8.6 and the network its ONNX parser makes of ``model``."""
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    trt = fake_tensorrt([], version="8.6.1.6")
+    network = types.SimpleNamespace(layers=[], num_layers=0, num_inputs=0, inputs=[], strongly_typed=False,
+                                    get_layer=lambda i: network.layers[i])
+    trt.OnnxParser(network, None).parse_from_file(str(path))
+    return trt, network
+
+
 def test_the_parsers_layer_names():
     nodes = frozenset({"hswish", "conv_1", "conv"})
     assert layer_names("hswish", nodes, "hswish") and layer_names("hswish", nodes, "hswish_12")
@@ -58,12 +69,7 @@ def test_rules_and_their_application_to_several_layers_per_node(tmp_path):
     assert (rules["conv2"].precision, rules["conv2"].output_type) == ("fp16", None)  # scaled input, kept float
     assert {n: rules[n].why for n in ("add", "hswish", "mean")} == {
         "add": "recurrent-update", "hswish": "recurrent-update", "mean": "fp32-op"}
-    path = tmp_path / "m.onnx"
-    onnx.save(model, str(path))
-    trt = fake_tensorrt([], version="8.6.1.6")
-    network = types.SimpleNamespace(layers=[], num_layers=0, num_inputs=0, inputs=[], strongly_typed=False,
-                                    get_layer=lambda i: network.layers[i])
-    trt.OnnxParser(network, None).parse_from_file(str(path))
+    trt, network = _parsed(model, tmp_path)
     assert [layer.name for layer in network.layers if layer.node == "hswish"] == ["hswish", "hswish_0"]
     plan = BuildPlan("int8", "fp32", "m.onnx", "test", "8.6.1", ("INT8", "FP16"), rules=tuple(rules.values()),
                      nodes=frozenset(n.name for n in model.graph.node))
@@ -157,12 +163,7 @@ def test_an_int8_conv_the_parser_renamed_fails_naming_it(tmp_path):
     plan = BuildPlan("int8", "fp32", "m.onnx", "test", "8.6.1", ("INT8", "FP16"), rules=tuple(rules),
                      nodes=frozenset(n.name for n in model.graph.node))
     model.graph.node.insert(0, helper.make_node("Identity", ["src"], ["src2"], name="conv1"))
-    path = tmp_path / "m.onnx"
-    onnx.save(model, str(path))
-    trt = fake_tensorrt([], version="8.6.1.6")
-    network = types.SimpleNamespace(layers=[], num_layers=0, num_inputs=0, inputs=[], strongly_typed=False,
-                                    get_layer=lambda i: network.layers[i])
-    trt.OnnxParser(network, None).parse_from_file(str(path))
+    trt, network = _parsed(model, tmp_path)
     assert "conv1_0" in {layer.name for layer in network.layers}
     with pytest.raises(MattingDeployError, match="INT8 Conv 'conv1' of calib.json is not a convolution layer"):
         apply_plan(trt, network, plan)
