@@ -12,7 +12,10 @@ issue 21 are checked per model label (``rvm``, ``modnet``, ``rvm1080``).
 ``--data`` adds fidelity: alpha of each case against onnxruntime FP32 on a few images (recurrent
 models: 4 frames of each image from zero state, the state carried, the last one compared).
 ``--perf-count`` adds where the time goes: OpenVINO's per-node profiling (``PERF_COUNT``) summed by
-layer type and by the precision its kernel ran in.
+layer type and by the precision its kernel ran in. ``--nncf N`` adds the peer: the bundle's FP32 model
+quantized by NNCF's ``nncf.quantize`` with its defaults (ONNX backend) on N images of ``--data``, fed
+as calibrate feeds them (``bench/int8_fidelity.py``'s feeder: FP32 warm-up frames, RVM's states), run
+on OpenVINO at f32 in the same interleaved run (case ``openvino nncf``).
 
     python bench/bench_openvino.py --bundle rvm=/tmp/rvm --bundle modnet=/tmp/modnet \\
         --bundle rvm1080=/tmp/rvm1080 --threads 2 --iters 20 --warmup 3 --data composite-dev
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -38,18 +42,42 @@ from matting_deploy.bundle import Bundle  # noqa: E402
 from matting_deploy.runtimes.open import io_spec, open_runner  # noqa: E402
 
 BASELINE = "onnxruntime fp32"
-CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16", "openvino int8-cpu")
-# issue 21's targets: (case, against, at least)
+NNCF_CASE = "openvino nncf"
+CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16", "openvino int8-cpu", NNCF_CASE)
+# issue 21's targets: (case, against, at least). The INT8 ones are checked for both INT8 files: the
+# TensorRT Q/DQ layout (int8) and the CPU layout (int8-cpu, calibrate --target cpu).
 TARGETS = {
-    "rvm": [("openvino int8", BASELINE, 1.8), ("openvino bf16", BASELINE, 1.9),
-            ("openvino int8", "openvino fp32", 1.5)],
-    "modnet": [("openvino int8", BASELINE, 3.0)],
+    "rvm": [("openvino int8", BASELINE, 1.8), ("openvino int8-cpu", BASELINE, 1.8),
+            ("openvino bf16", BASELINE, 1.9), ("openvino int8", "openvino fp32", 1.5),
+            ("openvino int8-cpu", "openvino fp32", 1.5)],
+    "modnet": [("openvino int8", BASELINE, 3.0), ("openvino int8-cpu", BASELINE, 3.0)],
     "rvm1080": [("openvino bf16", BASELINE, 1.9)],
 }
 
 
-def open_cases(bundle: Bundle, threads: int) -> dict[str, Any]:
-    """{case: runner} for the bundle (int8 cases only where it has model.int8.onnx)."""
+def nncf_model(bundle: Bundle, data: Path, images: int, work: Path) -> Path:
+    """The bundle's FP32 model quantized by ``nncf.quantize`` (defaults, ONNX backend) on the first
+    ``images`` images of ``data``, fed like calibrate (the feeder and peer of int8_fidelity.py)."""
+    import importlib.util
+
+    import onnx
+
+    from matting_deploy.quantize.qdq import prepare_fp32
+
+    spec = importlib.util.spec_from_file_location("int8_fidelity", Path(__file__).with_name("int8_fidelity.py"))
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    feeder = fidelity._feeder(bundle, data)
+    feeder.items = feeder.items[:images]
+    fp32, out = prepare_fp32(bundle.verify("fp32"), work / "nncf-fp32.onnx"), work / "nncf.onnx"
+    fidelity._nncf(fp32, out, feeder)
+    onnx.checker.check_model(str(out))
+    return out
+
+
+def open_cases(bundle: Bundle, threads: int, extra: dict[str, Path] | None = None) -> dict[str, Any]:
+    """{case: runner} for the bundle (int8 cases only where it has model.int8.onnx) and ``extra``
+    ({case: ONNX file}, e.g. the NNCF peer) on OpenVINO at f32."""
     from matting_deploy.runtimes.openvino_runner import DEFAULT_DEVICE, OvRunner
 
     runners = {BASELINE: open_runner(bundle, "fp32", "cpu", threads=threads),
@@ -61,6 +89,9 @@ def open_cases(bundle: Bundle, threads: int) -> dict[str, Any]:
                                                  bundle.dynamic, device=DEFAULT_DEVICE, hint="bf16", threads=threads)
     if "int8-cpu" in bundle.artifacts:  # calibrate --int8 --target cpu: the runner's hint for it (bf16 here)
         runners["openvino int8-cpu"] = open_runner(bundle, "int8-cpu", "openvino", threads=threads)
+    for case, path in (extra or {}).items():
+        runners[case] = OvRunner(path, bundle.states, bundle.downsample_ratio, bundle.dynamic,
+                                 device=DEFAULT_DEVICE, threads=threads, cache=None)
     return runners
 
 
@@ -83,11 +114,10 @@ def fidelity(bundle: Bundle, runners: dict[str, Any], data: Path, images: int) -
 
 def perf_counts(runner: Any, src: np.ndarray, runs: int = 5) -> tuple[dict[str, float], dict[str, float]]:
     """({layer type: ms/run}, {kernel precision: ms/run}) from OpenVINO's PERF_COUNT for the model and
-    hint of an OpenVINO runner (compiled again with profiling on; zero state)."""
+    settings of an OpenVINO runner (compiled again with profiling on; zero state)."""
     from matting_deploy.runtimes.openvino_runner import core
 
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": runner.hint, "PERF_COUNT": True}
-    compiled = core().compile_model(str(runner.path), runner.device, config)
+    compiled = core().compile_model(str(runner.path), runner.device, {**runner.config, "PERF_COUNT": True})
     request = compiled.create_infer_request()
     feed = runner.model_inputs(src)
     by_type: dict[str, float] = defaultdict(float)
@@ -104,13 +134,25 @@ def perf_counts(runner: Any, src: np.ndarray, runs: int = 5) -> tuple[dict[str, 
 
 def measure_model(label: str, path: str | Path, iters: int, warmup: int, threads: int,
                   data: Path | None = None, images: int = 4, perf: bool = False,
-                  log=print) -> dict[str, Any]:
-    """Every case of one bundle in one interleaved run: p50 ms and ratios (and fidelity, profiles)."""
+                  log=print, nncf: int = 0) -> dict[str, Any]:
+    """Every case of one bundle in one interleaved run: p50 ms and ratios (and fidelity, profiles,
+    the NNCF peer on ``nncf`` images of ``data``)."""
     bundle = Bundle.open(path)
     spec = io_spec(bundle)
     h, w = spec.h or bundle.input_hw[0], spec.w or bundle.input_hw[1]
     src = np.random.default_rng(0).random((spec.n or 1, 3, h, w), dtype=np.float32)
-    runners = open_cases(bundle, threads)
+    with tempfile.TemporaryDirectory(prefix="md-ov-") as tmp:
+        extra = {}
+        if nncf and data is not None:
+            log(f"{label}: quantizing with nncf.quantize on {nncf} images of {data}")
+            extra[NNCF_CASE] = nncf_model(bundle, data, nncf, Path(tmp))
+        return _measure(label, bundle, src, iters, warmup, threads, data, images, perf, log, extra)
+
+
+def _measure(label: str, bundle: Bundle, src: np.ndarray, iters: int, warmup: int, threads: int,
+             data: Path | None, images: int, perf: bool, log, extra: dict[str, Path]) -> dict[str, Any]:
+    h, w = src.shape[-2:]
+    runners = open_cases(bundle, threads, extra)
     try:
         log(f"{label}: timing {', '.join(runners)} ({warmup} warm-up + {iters} rounds, interleaved)")
         rows = measure_together([(r, None) for r in runners.values()], src, iters, warmup,
@@ -131,14 +173,16 @@ def measure_model(label: str, path: str | Path, iters: int, warmup: int, threads
 
 
 def table_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """Header + one row per model: the baseline's p50 and each case's speed ratio to it."""
-    rows = [("model", f"{BASELINE} p50 ms", *CASES, "int8 / openvino fp32")]
+    """Header + one row per model: the baseline's p50 and each case's speed ratio to it (cases no
+    model ran are left out), then each INT8 case against OpenVINO FP32."""
+    cases = [c for c in CASES if any(c in r["ratio"] for r in results)]
+    int8 = [c for c in ("openvino int8", "openvino int8-cpu") if c in cases]
+    rows = [("model", f"{BASELINE} p50 ms", *cases, *(f"{c.split()[-1]} / openvino fp32" for c in int8))]
     for r in results:
-        ratio = r["ratio"]
-        int8 = (f"{r['p50_ms']['openvino fp32'] / r['p50_ms']['openvino int8']:.2f}x"
-                if "openvino int8" in ratio else "-")
-        rows.append((f"{r['label']} {r['input'][0]}x{r['input'][1]}", f"{r['p50_ms'][BASELINE]:.1f}",
-                     *[f"{ratio[c]:.2f}x" if c in ratio else "-" for c in CASES], int8))
+        ratio, p50 = r["ratio"], r["p50_ms"]
+        rows.append((f"{r['label']} {r['input'][0]}x{r['input'][1]}", f"{p50[BASELINE]:.1f}",
+                     *[f"{ratio[c]:.2f}x" if c in ratio else "-" for c in cases],
+                     *[f"{p50['openvino fp32'] / p50[c]:.2f}x" if c in p50 else "-" for c in int8]))
     return rows
 
 
@@ -160,14 +204,18 @@ def main() -> None:
     ap.add_argument("--data", type=Path, help="images for the fidelity columns (PPM-100 layout)")
     ap.add_argument("--images", type=int, default=4, help="images of --data to compare (default 4)")
     ap.add_argument("--perf-count", action="store_true", help="where the time goes (OpenVINO PERF_COUNT)")
+    ap.add_argument("--nncf", type=int, default=0, metavar="N",
+                    help="also time NNCF's nncf.quantize defaults, calibrated on N images of --data")
     args = ap.parse_args()
     results = []
     for item in args.bundle:
         label, _, path = item.partition("=")
         if not path:
             ap.error(f"--bundle: LABEL=PATH, got {item}")
+        if args.nncf and args.data is None:
+            ap.error("--nncf: needs --data (the calibration images)")
         results.append(measure_model(label, path, args.iters, args.warmup, args.threads, args.data,
-                                     args.images, args.perf_count))
+                                     args.images, args.perf_count, nncf=args.nncf))
     print(f"\nspeed vs {BASELINE} (p50 ratio, one interleaved run per model; {args.iters} rounds after "
           f"{args.warmup} warm-up, {args.threads} threads)")
     print("\n".join(align(table_rows(results), left=1)))

@@ -102,7 +102,9 @@ def score_file(bundle: Bundle, path: Path, data, scorer: Scorer):
 
 
 def _link_subset(data_dir: Path, stems, dst: Path, clips: bool) -> Path:
-    """``dst`` as a PPM-layout folder of symlinks: ``stems``' images and mattes (and the clips)."""
+    """``dst`` as a PPM-layout folder of symlinks: ``stems``' images and mattes (and the clips, and
+    manifest.csv, so that ``--max-drift`` can hold out persons)."""
+    from matting_deploy.calib.folds import MANIFEST
     from matting_deploy.data.pairs import list_images
 
     if dst.is_dir():
@@ -112,6 +114,8 @@ def _link_subset(data_dir: Path, stems, dst: Path, clips: bool) -> Path:
         for p in list_images(data_dir / sub) if (data_dir / sub).is_dir() else []:
             if p.stem in stems:
                 (dst / sub / p.name).symlink_to(p.resolve())
+    if (data_dir / MANIFEST).is_file():
+        (dst / MANIFEST).symlink_to((data_dir / MANIFEST).resolve())
     if clips:
         for c in load_dataset(data_dir).clips:
             (dst / c.name).symlink_to(c.root.resolve())

@@ -4,10 +4,12 @@ Usage (the official RVM MobileNetV3 FP32 ONNX and a PPM-100-layout folder; minut
 
     python bench/readme_figures.py --onnx rvm_mobilenetv3_fp32.onnx --data composite-dev \
         [--work runs/figures] [--iters 60 --warmup 10] [--folds 5 --clip-person obama] [--holdout] \
+        [--hd 1080 1920] \
         [--write README.md]
 
 Runs, as a user would, ``export --from-onnx --fp16``, ``calibrate --int8``, ``validate`` and
-``bench --json`` into ``--work``, reads what they wrote (manifest.json, calib.json, report.json,
+``bench --json`` into ``--work`` (and, with ``openvino`` installed, the OpenVINO rows of
+bench/readme_openvino.py), reads what they wrote (manifest.json, calib.json, report.json,
 bench.json) and prints the markdown block. The INT8 accuracy line comes first and is the
 leave-people-out figure (``bench/int8_fidelity.py --folds``: calibrated on other persons than those
 scored, the data's manifest.csv naming them; ``--folds 0`` leaves it out); the validate tables after
@@ -135,14 +137,20 @@ def _shown(line: str, onnx: Path, data: Path, work: Path) -> str:
     return line
 
 
+def sibling(name: str):
+    """A script of bench/ (beside this one) as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def leave_people_out(bundle: Path, data: Path, work: Path, folds: int, clip_person: str | None,
                      ran: list[str]) -> dict:
     """bench/int8_fidelity.py --folds on the bundle: {row label: pooled row}."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("int8_fidelity", Path(__file__).with_name("int8_fidelity.py"))
-    fidelity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fidelity)
+    fidelity = sibling("int8_fidelity")
     out = work / "leave-people-out.json"
     shown = ["--bundle", str(bundle), "--data", str(data), "--folds", str(folds), "--seeds", "0"]
     shown += ["--clip-person", clip_person] if clip_person else []
@@ -169,7 +177,8 @@ def lpo_lines(rows: dict, folds: int) -> list[str]:
 
 
 def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout: bool,
-            height: int, width: int, folds: int = 5, clip_person: str | None = None) -> str:
+            height: int, width: int, folds: int = 5, clip_person: str | None = None,
+            hd: tuple[int, int] = (1080, 1920)) -> str:
     """Run the commands into ``work`` and return the markdown block (markers included)."""
     work.mkdir(parents=True, exist_ok=True)
     bundle, report_dir, bench_json = work / "bundle", work / "report", work / "bench.json"
@@ -190,6 +199,8 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
     with_folds = folds and (data / "manifest.csv").is_file()  # persons named: leave-people-out
     lpo = leave_people_out(bundle, data, work, folds, clip_person, ran) if with_folds else None
 
+    openvino = sibling("readme_openvino").openvino_block(onnx, data, work, bundle, ran, run, (height, width),
+                                                         hd, iters, warmup)
     held = None
     if holdout:
         part_a, part_b = split_halves(data, work)
@@ -238,6 +249,8 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
         f"{parity['frames']} frames. Calibration: {calib['calibration_seconds'] or 0:.1f} s for "
         f"{calib['image_count']} images. Validation of {len(report['results'])} artifacts: "
         f"{report['seconds']:.0f} s. Speed: {bench['iters']} timed calls after {bench['warmup']} warm-up.",
+        "",
+        *openvino,
         END,
     ]
     return "\n".join(lines)
@@ -259,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/figures"), help="Work folder (replaced).")
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=288)
+    parser.add_argument("--hd", type=int, nargs=2, default=(1080, 1920), metavar=("H", "W"),
+                        help="OpenVINO rows: the RVM bundle at downsample ratio 0.25 (default 1080 1920)")
     parser.add_argument("--iters", type=int, default=60, help="bench --iters")
     parser.add_argument("--warmup", type=int, default=10, help="bench --warmup")
     parser.add_argument("--holdout", action="store_true", help="Also calibrate on half, score the other half.")
@@ -267,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="README to rewrite between the markers.")
     args = parser.parse_args(argv)
     block = figures(args.onnx, args.data, args.work, args.iters, args.warmup, args.holdout,
-                    args.height, args.width, args.folds, args.clip_person)
+                    args.height, args.width, args.folds, args.clip_person, tuple(args.hd))
     print("\n" + block)
     if args.write:
         rewrite(args.write, block)

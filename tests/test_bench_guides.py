@@ -71,6 +71,17 @@ def test_advice_on_cpu_names_the_tensorrt_layout_and_int8_cpu(bundle):
     assert "\n" not in line
 
 
+def test_advice_on_openvino_passes_over_a_failing_int8_and_names_int8_cpu(bundle):
+    bun = Bundle.open(bundle)
+    rows = [_row("fp32", "openvino", 10.0), _row("bf16", "openvino", 6.0), _row("int8", "openvino", 5.0)]
+    _report(bundle, [("fp32", "openvino", True), ("bf16", "openvino", True), ("int8", "openvino", False)])
+    line = advice({"rows": rows}, bun)
+    assert line.startswith("use: bf16 on openvino (1.67x the speed of fp32 (openvino), the fastest that passes")
+    assert "int8 (openvino) is 2.00x the speed of fp32 (openvino) but fails the drift gates" in line
+    assert "is int8-cpu: matting-deploy calibrate --int8 --target cpu" in line  # the bundle has no int8-cpu
+    assert "pip install" not in line and "\n" not in line
+
+
 def test_tensorrt_without_an_engine_says_build_before_timing(bundle):
     res = bench("--bundle", bundle, "--backend", "tensorrt")
     assert res.exit_code == 2

@@ -159,3 +159,31 @@ def test_flip_augment_adds_the_mirror_image_of_every_calibration_image(tmp_path)
     for i in range(3):
         np.testing.assert_array_equal(both[2 * i][src], plain[i][src])
         np.testing.assert_allclose(both[2 * i + 1][src], plain[i][src][..., ::-1], atol=1e-6)
+
+
+def test_jitter_augment_adds_a_brightness_and_zoom_jittered_copy_drawn_from_the_image_name(tmp_path):
+    from matting_deploy.calib.feeder import BRIGHTNESS, CalibrationFeeder, varied
+    from matting_deploy.data.sources import find_source, readable_only
+    from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
+
+    image = np.random.default_rng(0).random((40, 60, 3), dtype=np.float32) * 0.5
+    a, b = varied(image, "jitter", "x.png"), varied(image, "jitter", "x.png")
+    np.testing.assert_array_equal(a, b)  # stable: drawn from the name, not a global seed
+    assert not np.array_equal(a, varied(image, "jitter", "y.png"))
+    assert 30 <= a.shape[0] <= 40 and 45 <= a.shape[1] <= 60 and a.shape[2] == 3  # a 75-100% crop
+    gain = a.mean() / image.mean()  # the crop's mean moves little; the gain dominates
+    assert BRIGHTNESS[0] * 0.8 < gain < BRIGHTNESS[1] * 1.2 and 0 <= a.min() and a.max() <= 1
+
+    bundle_dir, data = make_bundle(tmp_path / "bundle", kind="rvm"), make_images(tmp_path / "data")
+    bundle = Bundle.open(bundle_dir)
+    source = readable_only(find_source(data))
+    runner = OrtRunner(bundle.verify("fp32"), bundle.states, bundle.downsample_ratio)
+    plain = CalibrationFeeder(runner, source, source.items[:2], bundle.model, bundle.input_hw, 2).all_feeds()
+    both = CalibrationFeeder(runner, source, source.items[:2], bundle.model, bundle.input_hw, 2,
+                             augment="flip+jitter").all_feeds()
+    assert len(both) == 6
+    src = next(k for k in plain[0] if plain[0][k].ndim == 4 and plain[0][k].shape[1] == 3)
+    for i in range(2):
+        np.testing.assert_array_equal(both[3 * i][src], plain[i][src])
+        assert both[3 * i + 2][src].shape == plain[i][src].shape  # resized back to the bundle's input
+        assert not np.allclose(both[3 * i + 2][src], plain[i][src], atol=1e-3)

@@ -1,4 +1,5 @@
-"""Leave-people-out folds (calib/folds.py): no person in two folds, every image scored once."""
+"""Leave-people-out folds (calib/folds.py): no person in two folds, every image scored once; and
+``--max-drift``'s person hold-out (calib/sampling.split_holdout)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import csv
 import pytest
 
 from matting_deploy.calib.folds import person_folds, persons_of
+from matting_deploy.calib.sampling import split_holdout
+from matting_deploy.data.sources import CalibItem
 from matting_deploy.errors import MattingDeployError
 
 PEOPLE = {"ann": 5, "bob": 4, "cy": 3, "dee": 3, "eve": 2, "fay": 1, "gus": 1}
@@ -58,3 +61,22 @@ def test_folds_refuse_bad_k_and_unnamed_images(tmp_path):
     (root / "image" / "999_stranger.jpg").write_bytes(b"x")
     with pytest.raises(MattingDeployError, match="999_stranger"):
         persons_of(root)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_max_drift_holdout_by_person_keeps_its_persons_out_of_calibration(tmp_path, seed):
+    root = _folder(tmp_path)
+    person = persons_of(root)
+    items = [CalibItem(p.name, p) for p in sorted((root / "image").iterdir())]
+    keep, held = split_holdout(items, 0.2, seed, person)
+    held_people = {person[it.path.stem] for it in held}
+    assert held and keep and sorted(keep + held, key=lambda it: it.name) == items
+    assert not held_people & {person[it.path.stem] for it in keep}  # whole persons held out
+    assert len(held) <= max(round(0.2 * len(items)), min(PEOPLE.values()))
+
+
+def test_max_drift_holdout_needs_two_persons_else_holds_out_images(tmp_path):
+    root = _folder(tmp_path, people={"ann": 6})
+    items = [CalibItem(p.name, p) for p in sorted((root / "image").iterdir())]
+    keep, held = split_holdout(items, 0.34, 0, persons_of(root))
+    assert len(held) == 2 and len(keep) == 4  # one person only: images, as without a manifest

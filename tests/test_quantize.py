@@ -266,3 +266,22 @@ def test_int8_fidelity_bench_runs_with_its_peers(tmp_path, capsys):
     modelopt = rows["ModelOpt ONNX PTQ int8 (defaults)"]
     assert modelopt["note"].startswith(("not run: ", "quantized in "))
     assert "| onnxruntime quantize_static (defaults) | - |" in capsys.readouterr().out
+
+
+def test_max_drift_ranks_layers_on_persons_the_calibration_never_sees(tmp_path):
+    bundle_dir = make_bundle(tmp_path / "bundle", outlier=True)
+    data = tmp_path / "data"
+    make_images(data / "image", n=12)
+    (data / "image" / "broken.png").unlink()
+    person = {f"im{i:02d}": f"p{i // 3}" for i in range(12)}  # 4 persons, 3 images each
+    (data / "manifest.csv").write_text("name,person\n" + "".join(f"{k},{v}\n" for k, v in person.items()))
+    res = run_cli("--int8", "--bundle", bundle_dir, "--data", data, "--max-drift", 1e-4)
+    assert res.exit_code == 0, res.output
+    calib = json.loads((bundle_dir / "calib.json").read_text())
+    held = {person[n.rsplit(".", 1)[0]] for n in calib["max_drift"]["held_out"]}
+    used = {person[n.rsplit(".", 1)[0]] for n in calib["images"]}
+    assert held and used and not held & used, res.output
+    assert "persons not calibrated on" in res.output
+    res = run_cli("--int8", "--bundle", bundle_dir, "--data", data, "--max-drift", 1e-4, "--holdout-by", "image",
+                  "--force")
+    assert res.exit_code == 0 and "persons not calibrated on" not in res.output, res.output

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from matting_deploy.optional import unavailable
 from tests.fixtures import make_clip, make_ppm_data, official_rvm_like
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "readme_figures.py"
@@ -34,7 +35,7 @@ def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys
     work = tmp_path / "work"
     code = script.main(["--onnx", str(onnx), "--data", str(data), "--work", str(work), "--height", "64",
                         "--width", "48", "--iters", "2", "--warmup", "0", "--holdout", "--folds", "2",
-                        "--write", str(readme)])
+                        "--hd", "96", "64", "--write", str(readme)])
     assert code == 0
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n\n" + script.START) and text.endswith(script.END + "\n\nafter\n")
@@ -57,6 +58,15 @@ def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys
                     "matting-deploy validate", "matting-deploy bench"):
         assert command in text
     assert script.START in capsys.readouterr().out
+    if unavailable("openvino"):
+        assert "OpenVINO rows: not measured" in text
+        return
+    ov = json.loads((work / "report-openvino" / "report.json").read_text())
+    bf16 = next(r for r in ov["results"] if r["artifact"] == "bf16" and r["backend"] == "openvino")
+    mse = next(d for d in bf16["drift"] if d["metric"] == "mse")["ratio"]
+    assert f"| bf16 | {mse:.3f}x |" in text  # OpenVINO fidelity as validate measured it
+    assert "| rvm 64x48 |" in text and "| rvm1080 96x64 |" in text and "python bench/bench_openvino.py" in text
+    assert ("| modnet 64x64 |" in text) != unavailable("torch")
 
 
 def test_refuses_a_readme_without_markers(script, tmp_path):

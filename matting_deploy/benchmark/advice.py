@@ -2,9 +2,9 @@
 
 The fastest row whose drift passes the gates of the bundle's validate report (``report/report.json``,
 matched by artifact and backend; fp32 is the reference and always passes). A faster row whose drift
-is unmeasured or fails is named with the command that measures it; on onnxruntime CPU the line also
-says what the CPU artifacts are (``int8`` is the TensorRT Q/DQ layout, ``int8-cpu`` comes from
-``calibrate --target cpu``) and points at OpenVINO.
+is unmeasured or fails is named with the command that measures it; on onnxruntime CPU and OpenVINO
+the line also says what the CPU artifacts are (``int8`` is the TensorRT Q/DQ layout, ``int8-cpu``
+comes from ``calibrate --target cpu``) and, on onnxruntime CPU, points at OpenVINO.
 """
 
 from __future__ import annotations
@@ -70,18 +70,20 @@ def advice(result: dict[str, Any], bundle: Bundle) -> str:
 
 
 def _cpu_hints(rows: list[dict[str, Any]], bundle: Bundle, result: dict[str, Any]) -> list[str]:
-    """On onnxruntime CPU: what int8 and int8-cpu are, and OpenVINO when it was not benchmarked."""
+    """On onnxruntime CPU or OpenVINO: what int8 and int8-cpu are, and OpenVINO when it was not
+    benchmarked."""
     cpu = {r["artifact"]: r for r in rows if r["backend"] == "cpu"}
-    if not cpu:
+    openvino = any(r["backend"].split(":")[0] == OPENVINO for r in rows)
+    if not cpu and not openvino:
         return []
     out = []
     fp32, int8 = cpu.get("fp32"), cpu.get("int8")
     if int8 is not None and fp32 is not None and int8["p50_ms"] >= fp32["p50_ms"] * 0.95:
         out.append("int8 is the TensorRT Q/DQ layout, no faster on onnxruntime CPU")
     if CPU_INT8 not in bundle.artifacts and "int8" in bundle.artifacts:
-        out.append(f"onnxruntime's CPU INT8 is {CPU_INT8}: matting-deploy calibrate --int8 --target cpu "
-                   f"--bundle {bundle.root} --data CALIB_DATA")
-    if not any(r["backend"].split(":")[0] == OPENVINO for r in rows):
+        out.append(f"the CPU INT8 (onnxruntime and OpenVINO) is {CPU_INT8}: matting-deploy calibrate --int8 "
+                   f"--target cpu --bundle {bundle.root} --data CALIB_DATA")
+    if cpu and not openvino:
         if unavailable("openvino") is None:
             out.append(f"OpenVINO is installed: --backends cpu,{OPENVINO} compares its bf16/int8-cpu "
                        "(faster on Intel CPUs)")

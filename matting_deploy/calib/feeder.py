@@ -8,6 +8,7 @@ recurrent state the FP32 model produced, not zeros.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -17,12 +18,33 @@ from ..data.preprocess import preprocess_for
 from ..data.sources import CalibItem, CalibSource, FrameLoader, warmup_items
 from ..errors import MattingDeployError
 
-AUGMENTS = {"none": (False,), "flip": (False, True)}  # per item: the image, its mirror image
+# per item: the variants calibrated ("plain": the image; "mirror": its mirror image; "jitter": a
+# brightness- and scale-jittered copy, drawn per image from the image's name)
+AUGMENTS = {"none": ("plain",), "flip": ("plain", "mirror"), "jitter": ("plain", "jitter"),
+            "flip+jitter": ("plain", "mirror", "jitter")}
+BRIGHTNESS = (0.7, 1.3)  # jitter: pixel values times a factor drawn from this range (clipped to 0..1)
+ZOOM = (0.75, 1.0)  # jitter: a crop of this fraction of each side, anywhere in the image, resized back
 
 try:  # the base class only adds iteration helpers; keep this module importable without ORT
     from onnxruntime.quantization import CalibrationDataReader as _Reader
 except ImportError:  # pragma: no cover
     _Reader = object
+
+
+def varied(image: np.ndarray, variant: str, name: str) -> np.ndarray:
+    """``image`` (HxWxC, 0..1) as ``variant`` sees it. "jitter" draws its brightness factor and crop
+    from ``name`` (stable across runs and for every frame warmed up for the same item)."""
+    if variant == "mirror":
+        return np.ascontiguousarray(image[:, ::-1])
+    if variant != "jitter":
+        return image
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+    gain, zoom = rng.uniform(*BRIGHTNESS), rng.uniform(*ZOOM)
+    h, w = image.shape[:2]
+    ch, cw = max(1, round(h * zoom)), max(1, round(w * zoom))
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    crop = image[y : y + ch, x : x + cw]
+    return np.clip(crop * np.asarray(gain, crop.dtype), 0, 1).astype(image.dtype, copy=False)
 
 
 class CalibrationFeeder(_Reader):
@@ -64,7 +86,10 @@ class CalibrationFeeder(_Reader):
         self.extras = extras  # BGM: bgr and seg of each image
         if augment not in AUGMENTS:
             raise MattingDeployError(f"--augment: unknown '{augment}' (choose {', '.join(AUGMENTS)})")
-        self.variants = AUGMENTS[augment]  # per item: mirror it or not
+        self.variants = AUGMENTS[augment]
+        if extras is not None and "jitter" in self.variants:
+            raise MattingDeployError("--augment: jitter crops the image, which would part it from BGM's "
+                                     "background; use none or flip")
         self._pending: list[dict[str, np.ndarray]] = []
         self.skipped: list[str] = []
         self.used: list[CalibItem] = []
@@ -85,20 +110,21 @@ class CalibrationFeeder(_Reader):
         self.skipped = []
         self._pending = []
 
-    def _src(self, item: CalibItem, mirror: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        image = self.loader.load(item)
-        if mirror:
-            image = np.ascontiguousarray(image[:, ::-1])
+    def _src(self, item: CalibItem, variant: str = "plain",
+             key: CalibItem | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        key = key or item
+        image = varied(self.loader.load(item), variant,
+                       f"{key.path.name}:{key.index}" if self.source.kind == "video" else key.path.name)
         src, _ = self.preprocess(image, *self.input_hw)
         return src, (self.extras.extra(item.path, image) if self.extras else {})
 
-    def feed_for(self, item: CalibItem, mirror: bool = False) -> dict[str, np.ndarray]:
+    def feed_for(self, item: CalibItem, variant: str = "plain") -> dict[str, np.ndarray]:
         """The input dict of ``item``'s frame after FP32 warm-up (raises on unreadable files);
-        ``mirror``: the left-right mirror image (its warm-up frames mirrored too)."""
+        ``variant``: one of :data:`AUGMENTS`' variants (warm-up frames varied alike)."""
         self.runner.reset()
-        src, extra = self._src(item, mirror)
+        src, extra = self._src(item, variant)
         for prev in warmup_items(self.source, item, self.warmup_frames):
-            inputs = (src, extra) if prev is item else self._src(prev, mirror)
+            inputs = (src, extra) if prev is item else self._src(prev, variant, key=item)
             self.runner.run(inputs[0], **inputs[1])
         return {k: np.array(v, copy=True) for k, v in self.runner.model_inputs(src, **extra).items()}
 
@@ -115,7 +141,7 @@ class CalibrationFeeder(_Reader):
                 if self.source.kind == "video" and not self.loader.has(item):
                     self._prefetch_video(self._pos - 1)
                 feed = self.feed_for(item)
-                self._pending = [self.feed_for(item, True) for v in self.variants[1:] if v]
+                self._pending = [self.feed_for(item, v) for v in self.variants[1:]]
             except MattingDeployError as e:
                 self.skipped.append(str(e))
                 feed = None

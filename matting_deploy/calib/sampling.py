@@ -18,15 +18,40 @@ def choose(items: list[CalibItem], num: int, seed: int = 0) -> list[CalibItem]:
     return [items[i] for i in order[: min(num, len(items))]]
 
 
-def split_holdout(items: list[CalibItem], fraction: float, seed: int = 0) -> tuple[list, list]:
-    """(calibration, held-out): a seeded split; held-out gets round(fraction * n), at least 1."""
+def split_holdout(items: list[CalibItem], fraction: float, seed: int = 0,
+                  persons: dict[str, str] | None = None) -> tuple[list, list]:
+    """(calibration, held-out): a seeded split; held-out gets round(fraction * n), at least 1.
+
+    ``persons`` ({image stem: person}, naming every item): whole persons are held out instead, in
+    a seeded order, as many as fit in that count (at least the smallest one), never all of them,
+    so the held-out images show people the calibration does not see."""
     if len(items) < 2:
         raise MattingDeployError("need at least 2 calibration images to hold some out")
     n_hold = min(len(items) - 1, max(1, round(fraction * len(items))))
-    order = np.random.default_rng(seed + 1).permutation(len(items))
+    rng = np.random.default_rng(seed + 1)
+    if persons is not None and len({persons[it.path.stem] for it in items}) > 1:
+        return _split_persons(items, n_hold, rng, persons)
+    order = rng.permutation(len(items))
     hold = sorted(order[:n_hold])
     keep = sorted(order[n_hold:])
     return [items[i] for i in keep], [items[i] for i in hold]
+
+
+def _split_persons(items: list[CalibItem], n_hold: int, rng: np.random.Generator,
+                   persons: dict[str, str]) -> tuple[list, list]:
+    count: dict[str, int] = {}
+    for it in items:
+        count[persons[it.path.stem]] = count.get(persons[it.path.stem], 0) + 1
+    names = sorted(count)
+    names = [names[i] for i in rng.permutation(len(names))]
+    held: set[str] = set()
+    for name in names:
+        if sum(count[h] for h in held) + count[name] <= n_hold and len(held) < len(names) - 1:
+            held.add(name)
+    if not held:
+        held.add(min(names, key=lambda n: (count[n], names.index(n))))
+    return ([it for it in items if persons[it.path.stem] not in held],
+            [it for it in items if persons[it.path.stem] in held])
 
 
 def fingerprint(source: CalibSource) -> str:

@@ -34,6 +34,9 @@ from .options import examples
 @click.option("--max-drift", type=float, default=None,
               help="Keep the most sensitive nodes in float until the alpha MSE drift vs FP32 on "
                    "held-out calibration images is below this.")
+@click.option("--holdout-by", type=click.Choice(["person", "image"]), default=None,
+              help="--max-drift: hold out whole persons (where the data's manifest.csv names them; else "
+                   "images) or single images to rank layers on.  [default: person]")
 @click.option("--seed", default=0, show_default=True, help="Seed of the image choice.")
 @click.option("--warmup-frames", default=4, show_default=True,
               help="RVM: frames run per image so the calibrated frame has real recurrent state.")
@@ -52,11 +55,12 @@ from .options import examples
 @click.option("--weight-rounding/--no-weight-rounding", default=None,
               help="TensorRT target: round each INT8 Conv's weights up or down to minimise its output error "
                    "(AdaRound-style; the implicit build reads pre-snapped FP32 weights).  [default: off]")
-@click.option("--augment", type=click.Choice(["none", "flip"]), default=None,
-              help="Also calibrate on the mirror image of every calibration image.  [default: none]")
+@click.option("--augment", type=click.Choice(["none", "flip", "jitter", "flip+jitter"]), default=None,
+              help="Also calibrate on the mirror image (flip) and/or a brightness (x0.7-1.3) and zoom "
+                   "(75-100% crop) jittered copy (jitter) of every calibration image.  [default: none]")
 @click.option("--force", is_flag=True, help="Overwrite existing INT8 artifacts.")
 def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_frames, trt_version, target,
-              seg_bundle, bias_correction, weight_rounding, augment, force):
+              seg_bundle, bias_correction, weight_rounding, augment, holdout_by, force):
     """Calibrate INT8: writes model.int8.onnx (Q/DQ), calib.cache (TensorRT) and calib.json, or with
     --target cpu model.int8-cpu.onnx."""
     if not int8_flag:
@@ -66,7 +70,7 @@ def calibrate(int8_flag, bundle_dir, data, num, method, max_drift, seed, warmup_
 
     start = time.perf_counter()
     levers = {k: v for k, v in dict(bias_correction=bias_correction, weight_rounding=weight_rounding,
-                                    augment=augment).items() if v is not None}
+                                    augment=augment, holdout_by=holdout_by).items() if v is not None}
     options = CalibrateOptions.of(num=num, method=method, max_drift=max_drift, seed=seed, warmup_frames=warmup_frames,
                                   force=force, seg_bundle=seg_bundle, trt_version=trt_version, target=target,
                                   **levers)

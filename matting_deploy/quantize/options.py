@@ -10,6 +10,7 @@ from ..calib.feeder import AUGMENTS as FEEDER_AUGMENTS
 from ..errors import MattingDeployError
 
 TARGETS = ("tensorrt", "cpu")
+HOLDOUT_BY = ("person", "image")
 AUGMENTS = tuple(FEEDER_AUGMENTS)
 
 
@@ -19,7 +20,9 @@ class CalibrateOptions:
 
     ``bias_correction`` and ``weight_rounding``: the parameter levers of :mod:`.adjust` (TensorRT
     target only; no runtime cost). ``augment``: ``flip`` adds each calibration image's mirror
-    image to the statistics (the held-out-person folds decide the default; bench/NOTES-int8.md).
+    image to the statistics, ``jitter`` a brightness- and zoom-jittered copy (the held-out-person
+    folds decide the default; bench/NOTES-int8.md). ``holdout_by``: what ``max_drift`` holds out to
+    rank layers on: whole persons where the data's manifest.csv names them, else images.
     """
 
     num: int = 100
@@ -34,6 +37,7 @@ class CalibrateOptions:
     bias_correction: bool = True
     weight_rounding: bool = False
     augment: str = "none"
+    holdout_by: str = "person"
 
     @classmethod
     def of(cls, options: CalibrateOptions | None = None, **changes) -> CalibrateOptions:
@@ -59,5 +63,7 @@ class CalibrateOptions:
             raise MattingDeployError(f"--warmup-frames must be at least 1, got {self.warmup_frames}")
         if self.max_drift is not None and not 0 < self.max_drift < float("inf"):
             raise MattingDeployError(f"--max-drift must be a positive number, got {self.max_drift}")
+        if self.holdout_by not in HOLDOUT_BY:
+            raise MattingDeployError(f"--holdout-by: unknown '{self.holdout_by}' (choose {', '.join(HOLDOUT_BY)})")
         if self.augment not in AUGMENTS:
             raise MattingDeployError(f"--augment: unknown '{self.augment}' (choose {', '.join(AUGMENTS)})")

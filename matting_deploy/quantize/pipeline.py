@@ -40,11 +40,13 @@ from ..bundle.commit import commit
 from ..bundle.layout import CALIBRATION_DERIVED_PATTERNS, matching
 from ..bundle.lock import bundle_lock
 from ..calib.feeder import CalibrationFeeder
+from ..calib.folds import MANIFEST, persons_of
 from ..calib.sampling import choose, fingerprint, split_holdout
 from ..check import int8_mac_share
 from ..check.gate import check_calibration
 from ..check.support import target_for_version
 from ..data.bgm import BgmInputs, require_plates, side_fingerprint
+from ..data.pairs import is_ppm_layout
 from ..data.preprocess import alpha_plane
 from ..data.sources import CalibSource, find_source, readable_only
 from ..errors import MattingDeployError
@@ -80,6 +82,19 @@ def bgm_inputs(bundle: Bundle, source: CalibSource, seg_bundle: str | Path | Non
                                  "(PPM-100 layout plus back/), not a video")
     require_plates([it.path for it in source.items])
     return BgmInputs(*bundle.input_hw, mask_fn=segmenter(seg_bundle))
+
+
+def holdout_persons(source: CalibSource, holdout_by: str, echo: Callable[[str], None]) -> dict[str, str] | None:
+    """{image stem: person} from the data's manifest.csv when ``--max-drift`` holds out persons and
+    the folder names them; None otherwise (images are held out)."""
+    if (holdout_by != "person" or source.kind != "images" or not is_ppm_layout(source.root)
+            or not (source.root / MANIFEST).is_file()):
+        return None
+    try:
+        return persons_of(source.root)
+    except MattingDeployError as e:
+        echo(f"note: {e}; --max-drift holds out images, not persons")
+        return None
 
 
 def _bgm_key(extras: BgmInputs | None, source: CalibSource, seg_bundle: str | Path | None) -> dict:
@@ -136,7 +151,11 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
     held: list = []
     if max_drift is not None:
         frac = min(0.2, MAX_HOLDOUT / len(chosen)) if len(chosen) > 1 else 0.0
-        chosen, held = split_holdout(chosen, frac, seed)
+        persons = holdout_persons(source, opts.holdout_by, echo)
+        chosen, held = split_holdout(chosen, frac, seed, persons)
+        if persons:
+            echo(f"calibration: --max-drift ranks layers on {len(held)} images of "
+                 f"{', '.join(sorted({persons[it.path.stem] for it in held}))}, persons not calibrated on")
     model_sha = bundle.manifest["files"][bundle.artifacts["fp32"]]["sha256"]
     data_fp = fingerprint(source)
     recipe = default_recipe(bundle.model)

@@ -118,6 +118,7 @@ class OvRunner(Runner):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.cache = _usable(cache)
+        self.config = dict(config)  # without the cache folder: what bench's profiling compiles with
         if self.cache is not None:
             config["CACHE_DIR"] = str(self.cache)
         try:
