@@ -132,7 +132,7 @@ def test_levered_artifacts_pass_check_for_every_target(tmp_path):
         res = CliRunner().invoke(main, ["check", "--bundle", str(bundle_dir), "--target", target])
         assert res.exit_code == 0, res.output
     res = CliRunner().invoke(main, ["calibrate", "--int8", "--bundle", str(bundle_dir), "--data", str(data),
-                                    "--num", "6", "--no-bias-correction", "--force"])
+                                    "--num", "6", "--no-bias-correction", "--no-weight-rounding", "--force"])
     assert res.exit_code == 0, res.output
     bundle = Bundle.open(bundle_dir)  # without levers the implicit build reads model.onnx again
     assert implicit_onnx(bundle.manifest) == "model.onnx" and not (bundle_dir / IMPLICIT_FILE).exists()
@@ -187,3 +187,13 @@ def test_jitter_augment_adds_a_brightness_and_zoom_jittered_copy_drawn_from_the_
         np.testing.assert_array_equal(both[3 * i][src], plain[i][src])
         assert both[3 * i + 2][src].shape == plain[i][src].shape  # resized back to the bundle's input
         assert not np.allclose(both[3 * i + 2][src], plain[i][src], atol=1e-3)
+
+
+def test_weight_rounding_skips_the_moment_of_a_conv_too_wide_for_it():
+    """MODNet's 5x5 Conv on 1280 channels would need an 8 GB moment: such Convs keep nearest rounding."""
+    rng = np.random.default_rng(0)
+    wide, narrow = ConvStats(ConvGeometry((3, 3), pads=(1, 1, 1, 1)), 0.05), ConvStats(ConvGeometry((3, 3)), 0.05)
+    wide.add(rng.standard_normal((1, 300, 6, 6)).astype(np.float32), 16, rng)  # K = 2700
+    narrow.add(rng.standard_normal((1, 200, 6, 6)).astype(np.float32), 16, rng)  # K = 1800
+    assert wide.moment is None and wide.mean is not None and wide.images == 1
+    assert narrow.moment is not None and narrow.moment.shape == (1, 1800, 1800)

@@ -54,7 +54,7 @@ from .options import examples
                    "its float bias (no runtime cost).  [default: on]")
 @click.option("--weight-rounding/--no-weight-rounding", default=None,
               help="TensorRT target: round each INT8 Conv's weights up or down to minimise its output error "
-                   "(AdaRound-style; the implicit build reads pre-snapped FP32 weights).  [default: off]")
+                   "(AdaRound-style; the implicit build reads pre-snapped FP32 weights).  [default: on]")
 @click.option("--augment", type=click.Choice(["none", "flip", "jitter", "flip+jitter"]), default=None,
               help="Also calibrate on the mirror image (flip) and/or a brightness (x0.7-1.3) and zoom "
                    "(75-100% crop) jittered copy (jitter) of every calibration image.  [default: none]")

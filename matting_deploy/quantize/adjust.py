@@ -143,5 +143,7 @@ def apply_levers(prepared: Path, fp32: Path, quantized: set[str], ranges: dict, 
     summary = {"convs": len(convs), "images": len(feeds), "bias_correction": levers.bias_correction,
                "weight_rounding": levers.weight_rounding,
                "mean_abs_bias_shift": float(np.mean(shifts)) if shifts else 0.0,
+               "convs_rounded_to_nearest": [n.name for n in convs if levers.weight_rounding
+                                            and stats[n.name].moment is None],
                "weights_rounded_away_from_nearest": moved}
     return implicit, summary

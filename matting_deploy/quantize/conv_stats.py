@@ -77,6 +77,12 @@ def patch_moment(x: np.ndarray, geo: ConvGeometry, positions: int, rng: np.rando
     return np.matmul(p.transpose(0, 2, 1), p).astype(np.float64)  # float32 products, BLAS
 
 
+# Weight rounding's patch moment is (G, K, K) float64 and its greedy search costs K sweeps over it:
+# Convs with more entries (e.g. MODNet's 5x5 Conv on 1280 channels, K = 32000: 8 GB) keep
+# round-to-nearest. RVM MobileNetV3's largest INT8 Conv has K = 1512.
+MAX_MOMENT_ENTRIES = 2304 * 2304
+
+
 @dataclass
 class ConvStats:
     """Accumulated statistics of one Conv's input over the calibration images."""
@@ -91,12 +97,14 @@ class ConvStats:
     extra: dict = field(default_factory=dict)
 
     def add(self, x: np.ndarray, positions: int, rng: np.random.Generator) -> None:
-        """Add one image's input (1, C, H, W); ``positions`` = 0 skips the patch moment."""
+        """Add one image's input (1, C, H, W); ``positions`` = 0 (or a moment larger than
+        :data:`MAX_MOMENT_ENTRIES`) skips the patch moment."""
         x = x[0]
         m, mq = tap_means(x, self.geo), tap_means(quantize_input(x, self.scale), self.geo)
         self.mean = m if self.mean is None else self.mean + m
         self.mean_q = mq if self.mean_q is None else self.mean_q + mq
-        if positions:
+        k = x.shape[0] // self.geo.group * int(np.prod(self.geo.kernel))
+        if positions and self.geo.group * k * k <= MAX_MOMENT_ENTRIES:
             h = patch_moment(x, self.geo, positions, rng)
             self.moment = h if self.moment is None else self.moment + h
             self.samples += min(positions, int(np.prod(self.geo.out_size(*x.shape[1:]))))

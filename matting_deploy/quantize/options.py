@@ -35,7 +35,7 @@ class CalibrateOptions:
     target: str = "tensorrt"
     seg_bundle: str | Path | None = None
     bias_correction: bool = True
-    weight_rounding: bool = False
+    weight_rounding: bool = True
     augment: str = "none"
     holdout_by: str = "person"
 

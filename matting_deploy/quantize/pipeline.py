@@ -245,6 +245,9 @@ def _calibrate(bundle_dir, data, opts: CalibrateOptions, echo: Callable[[str], N
             implicit_model, lever_report = apply_levers(prepared, fp32_path, qnodes, ranges, feeds, levers,
                                                         source_model, seed)
             onnx.save(implicit_model, str(stage / IMPLICIT_FILE))
+            if lever_report["convs_rounded_to_nearest"]:
+                echo(f"calibration: {len(lever_report['convs_rounded_to_nearest'])} Conv(s) with too many "
+                     "inputs per output for weight rounding keep round-to-nearest")
         echo("calibration: writing the Q/DQ model, calib.cache and calib.json")
         qdq.write_qdq(source_model, tmp / "qdq-fp32.onnx", ranges, method, recipe, excl)
         qfp32 = onnx.load(str(tmp / "qdq-fp32.onnx"))
