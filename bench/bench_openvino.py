@@ -4,10 +4,10 @@ For each bundle, in one run (``benchmark.pipeline.measure_together``: every case
 other in each round, so load hits all alike): onnxruntime FP32 (``model.onnx``, the baseline) and,
 through the project's runners (``open_runner(bundle, artifact, "openvino")``), OpenVINO ``fp32``,
 ``bf16`` (model.onnx with the BF16 hint), ``int8`` (``model.int8.onnx`` as written, f32 hint) and
-``int8`` with the BF16 hint (the runner class with ``hint="bf16"``; not a shipped artifact: the BF16
-hint around the Q/DQ costs fidelity) and ``int8-cpu`` (``model.int8-cpu.onnx``, when calibrated).
-Ratios are onnxruntime FP32 p50 / case p50; the targets of
-issue 21 are checked per model label (``rvm``, ``modnet``, ``rvm1080``).
+``int8-cpu`` (``model.int8-cpu.onnx``, when calibrated, f32 hint), each INT8 file also with the BF16
+hint (``+bf16``: the runner class with ``hint="bf16"``; not shipped, the BF16 hint around the Q/DQ
+costs fidelity). Ratios are onnxruntime FP32 p50 / case p50; the targets of issue 21 are checked per
+model label (``rvm``, ``modnet``, ``rvm1080``).
 
 ``--data`` adds fidelity: alpha of each case against onnxruntime FP32 on a few images (recurrent
 models: 4 frames of each image from zero state, the state carried, the last one compared).
@@ -43,7 +43,8 @@ from matting_deploy.runtimes.open import io_spec, open_runner  # noqa: E402
 
 BASELINE = "onnxruntime fp32"
 NNCF_CASE = "openvino nncf"
-CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16", "openvino int8-cpu", NNCF_CASE)
+CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16", "openvino int8-cpu",
+         "openvino int8-cpu+bf16", NNCF_CASE)
 # issue 21's targets: (case, against, at least). The INT8 ones are checked for both INT8 files: the
 # TensorRT Q/DQ layout (int8) and the CPU layout (int8-cpu, calibrate --target cpu).
 TARGETS = {
@@ -83,12 +84,12 @@ def open_cases(bundle: Bundle, threads: int, extra: dict[str, Path] | None = Non
     runners = {BASELINE: open_runner(bundle, "fp32", "cpu", threads=threads),
                "openvino fp32": open_runner(bundle, "fp32", "openvino", threads=threads),
                "openvino bf16": open_runner(bundle, "bf16", "openvino", threads=threads)}
-    if "int8" in bundle.artifacts:
-        runners["openvino int8"] = open_runner(bundle, "int8", "openvino", threads=threads)
-        runners["openvino int8+bf16"] = OvRunner(bundle.verify("int8"), bundle.states, bundle.downsample_ratio,
-                                                 bundle.dynamic, device=DEFAULT_DEVICE, hint="bf16", threads=threads)
-    if "int8-cpu" in bundle.artifacts:  # calibrate --int8 --target cpu: the runner's hint for it (bf16 here)
-        runners["openvino int8-cpu"] = open_runner(bundle, "int8-cpu", "openvino", threads=threads)
+    for artifact in ("int8", "int8-cpu"):  # as shipped (f32 hint), and with the bf16 hint for comparison
+        if artifact in bundle.artifacts:
+            runners[f"openvino {artifact}"] = open_runner(bundle, artifact, "openvino", threads=threads)
+            runners[f"openvino {artifact}+bf16"] = OvRunner(
+                bundle.verify(artifact), bundle.states, bundle.downsample_ratio, bundle.dynamic,
+                device=DEFAULT_DEVICE, hint="bf16", threads=threads)
     for case, path in (extra or {}).items():
         runners[case] = OvRunner(path, bundle.states, bundle.downsample_ratio, bundle.dynamic,
                                  device=DEFAULT_DEVICE, threads=threads, cache=None)

@@ -121,10 +121,11 @@ def test_bf16_refused_without_cpu_support(rvm, monkeypatch):
     with pytest.raises(MattingDeployError) as e:
         open_runner(rvm, "bf16", "openvino")
     assert "no BF16 support" in str(e.value) and "/proc/cpuinfo" in str(e.value) and "\n" not in str(e.value)
-    assert openvino_runner.precision_hint("int8-cpu", "CPU") == "f32"  # bf16 preferred, f32 without it
+    assert openvino_runner.precision_hint("fp32", "CPU") == "f32"
     monkeypatch.setattr(openvino_runner, "_core", _Limited(core, ["BF16", "FP32", "INT8"]))
-    assert openvino_runner.precision_hint("int8-cpu", "CPU") == "bf16"
-    assert openvino_runner.precision_hint("int8", "CPU") == "f32"
+    assert openvino_runner.precision_hint("bf16", "CPU") == "bf16"
+    for artifact in ("int8", "int8-cpu"):  # f32 around the Q/DQ even where BF16 is there: fidelity
+        assert openvino_runner.precision_hint(artifact, "CPU") == "f32"
     with pytest.raises(MattingDeployError, match="execution precision of OpenVINO"):
         open_runner(rvm, "bf16", "cpu")
 
