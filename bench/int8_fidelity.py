@@ -211,10 +211,25 @@ def _quantize_static(fp32: Path, out: Path, feeder) -> None:
 
 
 def _modelopt(fp32: Path, out: Path, feeder) -> None:
-    from modelopt.onnx.quantization import quantize
+    """ModelOpt's defaults. It patches onnxruntime's calibrator and quantizer classes for the whole
+    process (``ort_patching.patch_ort_modules``); they are put back afterwards, so that the next
+    fold's ``calibrate`` runs onnxruntime's own code."""
+    from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
 
-    quantize(str(fp32), quantize_mode="int8", calibration_data_reader=feeder, calibration_eps=["cpu"],
-             output_path=str(out))
+    owners = [calibrate, *(getattr(calibrate, n) for n in ("CalibraterBase", "MinMaxCalibrater",
+                                                            "HistogramCalibrater", "HistogramCollector")),
+              qdq_quantizer.QDQQuantizer, base_quantizer.BaseQuantizer]
+    saved = [(o, dict(vars(o))) for o in owners]
+    try:
+        from modelopt.onnx.quantization import quantize
+
+        quantize(str(fp32), quantize_mode="int8", calibration_data_reader=feeder, calibration_eps=["cpu"],
+                 output_path=str(out))
+    finally:
+        for owner, attrs in saved:
+            for name, value in attrs.items():
+                if not name.startswith("__") and vars(owner).get(name) is not value:
+                    setattr(owner, name, value)
 
 
 def _nncf(fp32: Path, out: Path, feeder) -> None:
