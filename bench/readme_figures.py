@@ -199,8 +199,8 @@ def figures(onnx: Path, data: Path, work: Path, iters: int, warmup: int, holdout
     with_folds = folds and (data / "manifest.csv").is_file()  # persons named: leave-people-out
     lpo = leave_people_out(bundle, data, work, folds, clip_person, ran) if with_folds else None
 
-    openvino = sibling("readme_openvino").openvino_block(onnx, data, work, bundle, ran, run, (height, width),
-                                                         hd, iters, warmup)
+    openvino = sibling("readme_openvino").openvino_block(onnx, data, work, bundle, ran, run, sibling,
+                                                         (height, width), hd, iters, warmup)
     held = None
     if holdout:
         part_a, part_b = split_halves(data, work)

@@ -9,10 +9,10 @@ downsample ratio 0.25 (FP32 and BF16 only). Without ``openvino``: one line sayin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 ARTIFACTS = ("fp32", "bf16", "int8", "int8-cpu")
 ISA = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16", "avx512_fp16")  # what OpenVINO's CPU kernels use
@@ -32,13 +32,6 @@ def cpu_line() -> str:
     lack = [f for f in ISA if f not in flags]
     return (f"CPU: {name} (OpenVINO capabilities {caps}; has {', '.join(have) or 'none of ' + ', '.join(ISA)}"
             + (f"; lacks {', '.join(lack)}" if have and lack else "") + ").")
-
-
-def _bench_openvino():
-    spec = importlib.util.spec_from_file_location("bench_openvino", Path(__file__).with_name("bench_openvino.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _drift(row: dict, metric: str, key: str):
@@ -75,10 +68,12 @@ def target_lines(results: list[dict]) -> list[str]:
 
 
 def openvino_block(onnx: Path, data: Path, work: Path, bundle: Path, ran: list[str],
-                   run: Callable[[list[str], list[str]], int], size: tuple[int, int] = (480, 288),
-                   hd: tuple[int, int] = (1080, 1920), iters: int = 20, warmup: int = 3) -> list[str]:
-    """The block's OpenVINO lines (the commands it runs are appended to ``ran``). ``size``: the
-    figures bundle's input (MODNet's, rounded up to multiples of 32); ``hd``: the 1080p bundle's."""
+                   run: Callable[[list[str], list[str]], int], sibling: Callable[[str], ModuleType],
+                   size: tuple[int, int] = (480, 288), hd: tuple[int, int] = (1080, 1920), iters: int = 20,
+                   warmup: int = 3) -> list[str]:
+    """The block's OpenVINO lines (the commands it runs are appended to ``ran``). ``sibling`` loads a
+    bench/ script as a module (readme_figures.sibling); ``size``: the figures bundle's input (MODNet's,
+    rounded up to multiples of 32); ``hd``: the 1080p bundle's."""
     from matting_deploy.optional import unavailable
 
     if unavailable("openvino"):
@@ -99,7 +94,7 @@ def openvino_block(onnx: Path, data: Path, work: Path, bundle: Path, ran: list[s
     bundles["rvm1080"] = work / "bundle-1080"
     run(["export", "--model", "rvm", "--from-onnx", str(onnx), "--height", str(hd[0]), "--width", str(hd[1]),
          "--downsample-ratio", "0.25", "--out", str(bundles["rvm1080"]), "--force"], ran)
-    bench = _bench_openvino()
+    bench = sibling("bench_openvino")
     ran.append("python bench/bench_openvino.py " + " ".join(f"--bundle {k}={v}" for k, v in bundles.items())
                + f" --iters {iters} --warmup {warmup} --threads 2")
     results = [bench.measure_model(k, v, iters, warmup, 2, log=lambda m: None) for k, v in bundles.items()]

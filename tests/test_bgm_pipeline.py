@@ -293,3 +293,12 @@ def test_c_caller_run_ex_matches_python(bundle, tmp_path):
     np.testing.assert_allclose(pha, ref["pha"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(fgr, ref["fgr"], rtol=0, atol=1e-6)
     assert pha.std() > 0.01 and capi.open_handles() == 0
+
+
+def test_jitter_is_refused_for_bgm_in_one_line_and_nothing_is_written(bundle, data):
+    """Jitter crops the image, which would part it from BGM's background plate."""
+    before = {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()}
+    res = cli("calibrate", "--int8", "--bundle", bundle, "--data", data, "--num", 4, "--augment", "jitter", "--force")
+    assert res.exit_code == 2 and res.output.strip().splitlines()[-1].startswith("error: --augment: jitter"), res.output
+    assert "Traceback" not in res.output
+    assert {p.name: p.read_bytes() for p in bundle.iterdir() if p.is_file()} == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import numpy as np
 
@@ -39,9 +40,7 @@ def split_holdout(items: list[CalibItem], fraction: float, seed: int = 0,
 
 def _split_persons(items: list[CalibItem], n_hold: int, rng: np.random.Generator,
                    persons: dict[str, str]) -> tuple[list, list]:
-    count: dict[str, int] = {}
-    for it in items:
-        count[persons[it.path.stem]] = count.get(persons[it.path.stem], 0) + 1
+    count = Counter(persons[it.path.stem] for it in items)
     names = sorted(count)
     names = [names[i] for i in rng.permutation(len(names))]
     held: set[str] = set()
@@ -49,7 +48,7 @@ def _split_persons(items: list[CalibItem], n_hold: int, rng: np.random.Generator
         if sum(count[h] for h in held) + count[name] <= n_hold and len(held) < len(names) - 1:
             held.add(name)
     if not held:
-        held.add(min(names, key=lambda n: (count[n], names.index(n))))
+        held.add(min(names, key=count.__getitem__))  # the first of the smallest, in the seeded order
     return ([it for it in items if persons[it.path.stem] not in held],
             [it for it in items if persons[it.path.stem] in held])
 
