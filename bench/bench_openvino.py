@@ -3,11 +3,11 @@
 For each bundle, in one run (``benchmark.pipeline.measure_together``: every case's call one after the
 other in each round, so load hits all alike): onnxruntime FP32 (``model.onnx``, the baseline) and,
 through the project's runners (``open_runner(bundle, artifact, "openvino")``), OpenVINO ``fp32``,
-``bf16`` (model.onnx with the BF16 hint), ``int8`` (``model.int8.onnx`` as written, f32 hint) and
-``int8-cpu`` (``model.int8-cpu.onnx``, when calibrated, f32 hint), each INT8 file also with the BF16
-hint (``+bf16``: the runner class with ``hint="bf16"``; not shipped, the BF16 hint around the Q/DQ
-costs fidelity). Ratios are onnxruntime FP32 p50 / case p50; the targets of issue 21 are checked per
-model label (``rvm``, ``modnet``, ``rvm1080``).
+``bf16`` (model.onnx with the BF16 hint), ``int8`` (``model.int8.onnx``) and ``int8-cpu``
+(``model.int8-cpu.onnx``, when calibrated), each INT8 file at the hint it ships with
+(``openvino_runner.HINTS``: on a BF16 CPU int8 at bf16, int8-cpu at f32) and, for comparison, at the
+other one (``@f32``, ``@bf16``: the runner class with that hint). Ratios are onnxruntime FP32 p50 /
+case p50; the targets of issue 21 are checked per model label (``rvm``, ``modnet``, ``rvm1080``).
 
 ``--data`` adds fidelity: alpha of each case against onnxruntime FP32 on a few images (recurrent
 models: 4 frames of each image from zero state, the state carried, the last one compared).
@@ -43,8 +43,8 @@ from matting_deploy.runtimes.open import io_spec, open_runner  # noqa: E402
 
 BASELINE = "onnxruntime fp32"
 NNCF_CASE = "openvino nncf"
-CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8+bf16", "openvino int8-cpu",
-         "openvino int8-cpu+bf16", NNCF_CASE)
+CASES = ("openvino fp32", "openvino bf16", "openvino int8", "openvino int8@f32", "openvino int8@bf16",
+         "openvino int8-cpu", "openvino int8-cpu@f32", "openvino int8-cpu@bf16", NNCF_CASE)
 # issue 21's targets: (case, against, at least). The INT8 ones are checked for both INT8 files: the
 # TensorRT Q/DQ layout (int8) and the CPU layout (int8-cpu, calibrate --target cpu).
 TARGETS = {
@@ -84,12 +84,13 @@ def open_cases(bundle: Bundle, threads: int, extra: dict[str, Path] | None = Non
     runners = {BASELINE: open_runner(bundle, "fp32", "cpu", threads=threads),
                "openvino fp32": open_runner(bundle, "fp32", "openvino", threads=threads),
                "openvino bf16": open_runner(bundle, "bf16", "openvino", threads=threads)}
-    for artifact in ("int8", "int8-cpu"):  # as shipped (f32 hint), and with the bf16 hint for comparison
+    for artifact in ("int8", "int8-cpu"):  # at the hint it ships with, and at the other for comparison
         if artifact in bundle.artifacts:
-            runners[f"openvino {artifact}"] = open_runner(bundle, artifact, "openvino", threads=threads)
-            runners[f"openvino {artifact}+bf16"] = OvRunner(
+            runners[f"openvino {artifact}"] = shipped = open_runner(bundle, artifact, "openvino", threads=threads)
+            other = "f32" if shipped.hint == "bf16" else "bf16"
+            runners[f"openvino {artifact}@{other}"] = OvRunner(
                 bundle.verify(artifact), bundle.states, bundle.downsample_ratio, bundle.dynamic,
-                device=DEFAULT_DEVICE, hint="bf16", threads=threads)
+                device=DEFAULT_DEVICE, hint=other, threads=threads)
     for case, path in (extra or {}).items():
         runners[case] = OvRunner(path, bundle.states, bundle.downsample_ratio, bundle.dynamic,
                                  device=DEFAULT_DEVICE, threads=threads, cache=None)
@@ -118,7 +119,7 @@ def perf_counts(runner: Any, src: np.ndarray, runs: int = 5) -> tuple[dict[str, 
     settings of an OpenVINO runner (compiled again with profiling on; zero state)."""
     from matting_deploy.runtimes.openvino_runner import core
 
-    compiled = core().compile_model(str(runner.path), runner.device, {**runner.config, "PERF_COUNT": True})
+    compiled = core().compile_model(runner.source, runner.device, {**runner.config, "PERF_COUNT": True})
     request = compiled.create_infer_request()
     feed = runner.model_inputs(src)
     by_type: dict[str, float] = defaultdict(float)
@@ -160,7 +161,8 @@ def _measure(label: str, bundle: Bundle, src: np.ndarray, iters: int, warmup: in
                                 first=lambda s, left: log(f"{label}: about {left:.0f} s to go"))
         p50 = {case: row["p50_ms"] for case, row in zip(runners, rows, strict=True)}
         out: dict[str, Any] = {"label": label, "bundle": str(bundle.root), "input": [h, w], "p50_ms": p50,
-                               "ratio": {c: p50[BASELINE] / v for c, v in p50.items()}}
+                               "ratio": {c: p50[BASELINE] / v for c, v in p50.items()},
+                               "hints": {c: r.hint for c, r in runners.items() if hasattr(r, "hint")}}
         if data is not None:
             out["fidelity"] = fidelity(bundle, runners, data, images)
         if perf:
@@ -175,10 +177,16 @@ def _measure(label: str, bundle: Bundle, src: np.ndarray, iters: int, warmup: in
 
 def table_rows(results: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """Header + one row per model: the baseline's p50 and each case's speed ratio to it (cases no
-    model ran are left out), then each INT8 case against OpenVINO FP32."""
+    model ran are left out; the shipped INT8 cases name their hint), then each INT8 case against
+    OpenVINO FP32."""
     cases = [c for c in CASES if any(c in r["ratio"] for r in results)]
     int8 = [c for c in ("openvino int8", "openvino int8-cpu") if c in cases]
-    rows = [("model", f"{BASELINE} p50 ms", *cases, *(f"{c.split()[-1]} / openvino fp32" for c in int8))]
+    hints = {c: h for r in results for c, h in r.get("hints", {}).items()}
+
+    def head(case: str) -> str:  # the INT8 files as shipped: name the hint they ran at
+        return f"{case} ({hints[case]})" if case in int8 and case in hints else case
+
+    rows = [("model", f"{BASELINE} p50 ms", *map(head, cases), *(f"{c.split()[-1]} / openvino fp32" for c in int8))]
     for r in results:
         ratio, p50 = r["ratio"], r["p50_ms"]
         rows.append((f"{r['label']} {r['input'][0]}x{r['input'][1]}", f"{p50[BASELINE]:.1f}",

@@ -30,7 +30,8 @@ so a clip is never calibrated on; ``--clip-person P`` scores the clip in the fol
 (calibrated without P), else in every fold (averaged). ``--peers`` runs on the same folds, with
 NNCF's ``nncf.quantize`` (defaults, ONNX backend) beside onnxruntime and ModelOpt.
 ``--work DIR`` keeps the fold bundles (and their ranges caches) between runs; calibrate options
-(``--no-bias-correction`` ...) pass through.
+(``--no-bias-correction`` ...) pass through. With ``openvino`` installed (or ``--openvino``), an
+``int8 (openvino)`` row scores the same ``model.int8.onnx`` on OpenVINO's CPU the same way.
 
     python bench/int8_fidelity.py --bundle B --data ../shared/data/composite-dev [--seeds 0 1 2] [--peers]
     python bench/int8_fidelity.py --bundle B --data composite-dev --folds 5 --clip-person obama --num 16
@@ -53,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from matting_deploy.bundle import TRT_CACHE_FILE, Bundle  # noqa: E402
 from matting_deploy.data.pairs import load_dataset  # noqa: E402
+from matting_deploy.optional import unavailable  # noqa: E402
 from matting_deploy.quantize.pipeline import run_calibration  # noqa: E402
 from matting_deploy.validate.emulated import EMULATED, mac_shares  # noqa: E402
 from matting_deploy.validate.jobs import Job  # noqa: E402
@@ -71,6 +73,13 @@ def calibrated_copy(bundle_dir: Path, work: Path, data: Path, seed: int, name: s
     t = time.perf_counter()
     run_calibration(dst, data, seed=seed, force=True, echo=lambda *_: None, **options)
     return Bundle.open(dst), time.perf_counter() - t
+
+
+def int8_jobs(cal: Bundle, openvino: bool) -> list[Job]:
+    """Our INT8 rows for a calibrated bundle: the Q/DQ file as written, implicit INT8 emulated, and
+    (``openvino``) the Q/DQ file on OpenVINO."""
+    jobs = [Job("int8", "cpu", cal.verify("int8")), Job(EMULATED, "cpu", cal.root / TRT_CACHE_FILE)]
+    return jobs + [Job("int8", "openvino", cal.verify("int8"))] if openvino else jobs
 
 
 def score(bundle: Bundle, job: Job, data, scorer: Scorer):
@@ -170,7 +179,7 @@ def leave_people_out(args, bundle: Bundle, scorer: Scorer, work: Path, options: 
             cal, t = calibrated_copy(args.bundle, work, calib, seed, f"B-{seed}-{fold.index}", num=args.num,
                                      **options)
             secs += t
-            jobs = [Job("int8", "cpu", cal.verify("int8")), Job(EMULATED, "cpu", cal.root / TRT_CACHE_FILE)]
+            jobs = int8_jobs(cal, args.openvino)
             for label, sh in mac_shares(cal, jobs).items():
                 shares.setdefault(label, []).append(sh["share"])
             for job in jobs:
@@ -310,7 +319,11 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="keep fold bundles and ranges caches here")
     ap.add_argument("--calib", nargs="*", default=[], metavar="KEY=VALUE",
                     help="calibrate options (CalibrateOptions fields), e.g. bias_correction=false")
+    ap.add_argument("--openvino", action=argparse.BooleanOptionalAction, default=None,
+                    help="also score model.int8.onnx on OpenVINO (default: when openvino is installed)")
     args = ap.parse_args(argv)
+    if args.openvino is None:
+        args.openvino = not unavailable("openvino")
     bundle = Bundle.open(args.bundle)
     data = load_dataset(args.data, args.limit)
     scorer = Scorer(bundle, frames=args.frames)
@@ -335,7 +348,7 @@ def main(argv=None) -> int:
                          for r in rows if r["seed"] == seen[cache]]
                 continue
             seen[cache] = seed
-            jobs = [Job("int8", "cpu", cal.verify("int8")), Job(EMULATED, "cpu", cal.root / TRT_CACHE_FILE)]
+            jobs = int8_jobs(cal, args.openvino)
             shares = mac_shares(cal, jobs)
             for job in jobs:
                 m, i, pha, clip = score(cal, job, data, scorer)

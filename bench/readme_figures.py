@@ -162,6 +162,13 @@ def leave_people_out(bundle: Path, data: Path, work: Path, folds: int, clip_pers
     return {r["artifact"]: r for r in json.loads(out.read_text())["rows"]}
 
 
+def openvino_hint(artifact: str) -> str:
+    """The inference-precision hint the OpenVINO runner gives ``artifact`` on this CPU."""
+    from matting_deploy.runtimes.openvino_runner import precision_hint
+
+    return precision_hint(artifact, "CPU")
+
+
 def lpo_lines(rows: dict, folds: int) -> list[str]:
     """The leave-people-out INT8 line and its table."""
     lines = [f"**INT8 on people it was not calibrated on** (leave-people-out: {folds} folds by person, each "
@@ -170,6 +177,7 @@ def lpo_lines(rows: dict, folds: int) -> list[str]:
              "| artifact | MSE / FP32 | mIoU drop | clip MSE / FP32 | INT8 conv MACs |", "|---|---|---|---|---|"]
     for label, r in rows.items():
         name = NAMES.get(label.rsplit(" (", 1)[0], label)
+        name += f" on OpenVINO (CPU, {openvino_hint('int8')} hint)" if label.endswith("(openvino)") else ""
         clip = "-" if r.get("clip") is None else f"{r['clip']:.3f}x"
         share = r["share"] if isinstance(r["share"], str) else f"{r['share']:.1%}"
         lines.append(f"| {name} | {r['ratio']:.3f}x | {r['drop']:.4f} | {clip} | {share} |")

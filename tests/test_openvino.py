@@ -122,10 +122,11 @@ def test_bf16_refused_without_cpu_support(rvm, monkeypatch):
         open_runner(rvm, "bf16", "openvino")
     assert "no BF16 support" in str(e.value) and "/proc/cpuinfo" in str(e.value) and "\n" not in str(e.value)
     assert openvino_runner.precision_hint("fp32", "CPU") == "f32"
+    assert openvino_runner.precision_hint("int8", "CPU") == "f32"  # no BF16: int8 falls back to f32
     monkeypatch.setattr(openvino_runner, "_core", _Limited(core, ["BF16", "FP32", "INT8"]))
     assert openvino_runner.precision_hint("bf16", "CPU") == "bf16"
-    for artifact in ("int8", "int8-cpu"):  # f32 around the Q/DQ even where BF16 is there: fidelity
-        assert openvino_runner.precision_hint(artifact, "CPU") == "f32"
+    assert openvino_runner.precision_hint("int8", "CPU") == "bf16"  # chosen per INT8 file (HINTS)
+    assert openvino_runner.precision_hint("int8-cpu", "CPU") == "f32"  # bf16 costs this one fidelity
     with pytest.raises(MattingDeployError, match="execution precision of OpenVINO"):
         open_runner(rvm, "bf16", "cpu")
 
@@ -187,6 +188,10 @@ def test_stale_ir_is_ignored(rvm):
     assert res.exit_code == 2 and "already exists (pass --force" in res.output
     bundle = Bundle.open(rvm)
     assert bundle.openvino_ir("int8") is not None
+    assert bundle.manifest["openvino"]["int8"]["qdq"] == "uint8-activations"
+    del bundle.manifest["openvino"]["int8"]["qdq"]  # as an IR converted before the Q/DQ rewrite
+    assert bundle.openvino_ir("int8") is None
+    bundle = Bundle.open(rvm)
     bundle.manifest["files"]["model.int8.onnx"]["sha256"] = "0" * 64  # as if calibrate rewrote it
     assert bundle.openvino_ir("int8") is None
 

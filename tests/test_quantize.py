@@ -21,6 +21,7 @@ from matting_deploy.data.preprocess import preprocess_for
 from matting_deploy.data.sources import find_source, readable_only
 from matting_deploy.errors import MattingDeployError
 from matting_deploy.fileio import sha256_file
+from matting_deploy.optional import unavailable
 from matting_deploy.quantize import collect, drift, ranges
 from matting_deploy.quantize.drift import held_out
 from matting_deploy.runtimes.onnxruntime_runner import OrtRunner
@@ -260,6 +261,7 @@ def test_int8_fidelity_bench_runs_with_its_peers(tmp_path, capsys):
                        "--json", str(out)]) == 0
     rows = {r["artifact"]: r for r in json.loads(out.read_text())["rows"]}
     assert {"fp32 (cpu)", "int8 (cpu)", "int8 implicit-emulated (cpu)"} <= set(rows)
+    assert ("int8 (openvino)" in rows) != bool(unavailable("openvino"))  # scored where installed
     peer = rows["onnxruntime quantize_static (defaults)"]
     assert peer["mse"] > 0 and peer["ratio"] == pytest.approx(peer["mse"] / rows["fp32 (cpu)"]["mse"])
     assert 0 < peer["share"] <= 1

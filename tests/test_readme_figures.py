@@ -62,6 +62,9 @@ def test_regenerates_the_marked_block_from_the_commands(script, tmp_path, capsys
     if unavailable("openvino"):
         assert "OpenVINO rows: not measured" in text
         return
+    row = lpo["int8 (openvino)"]  # the same INT8 file on OpenVINO, on the same folds
+    hint = script.openvino_hint("int8")
+    assert f"on OpenVINO (CPU, {hint} hint) | {row['ratio']:.3f}x | {row['drop']:.4f} |" in text[first:]
     ov = json.loads((work / "report-openvino" / "report.json").read_text())
     bf16 = next(r for r in ov["results"] if r["artifact"] == "bf16" and r["backend"] == "openvino")
     mse = next(d for d in bf16["drift"] if d["metric"] == "mse")["ratio"]

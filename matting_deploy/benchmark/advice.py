@@ -81,11 +81,11 @@ def _cpu_hints(rows: list[dict[str, Any]], bundle: Bundle, result: dict[str, Any
     if int8 is not None and fp32 is not None and int8["p50_ms"] >= fp32["p50_ms"] * 0.95:
         out.append("int8 is the TensorRT Q/DQ layout, no faster on onnxruntime CPU")
     if CPU_INT8 not in bundle.artifacts and "int8" in bundle.artifacts:
-        out.append(f"the CPU INT8 (onnxruntime and OpenVINO) is {CPU_INT8}: matting-deploy calibrate --int8 "
-                   f"--target cpu --bundle {bundle.root} --data CALIB_DATA")
+        out.append(f"the INT8 calibrated for CPUs (onnxruntime; on OpenVINO an alternative to int8) is "
+                   f"{CPU_INT8}: matting-deploy calibrate --int8 --target cpu --bundle {bundle.root} --data CALIB_DATA")
     if cpu and not openvino:
         if unavailable("openvino") is None:
-            out.append(f"OpenVINO is installed: --backends cpu,{OPENVINO} compares its bf16/int8-cpu "
+            out.append(f"OpenVINO is installed: --backends cpu,{OPENVINO} compares its bf16/int8/int8-cpu "
                        "(faster on Intel CPUs)")
         else:
             out.append("on Intel CPUs OpenVINO runs bf16/int8 faster: pip install 'matting-deploy[openvino]'")

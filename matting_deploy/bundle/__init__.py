@@ -16,6 +16,7 @@ from .layout import (
     INT8_FILE,
     MANIFEST,
     OPENVINO,
+    OPENVINO_QDQ,
     PRECISIONS,
     REPORT_DIR,
     TRT_CACHE_FILE,
@@ -31,7 +32,7 @@ from .layout import (
 from .manifest import Bundle, StateSpec, new_manifest
 
 __all__ = [
-    "ARTIFACT_FILES", "ARTIFACTS", "BF16", "HINTED", "OPENVINO", "file_artifact", "ir_names",
+    "ARTIFACT_FILES", "ARTIFACTS", "BF16", "HINTED", "OPENVINO", "OPENVINO_QDQ", "file_artifact", "ir_names",
     "BUNDLE_FORMAT", "CALIB_JSON", "CPU_INT8", "CPU_INT8_FILE", "DERIVED", "ENGINE_FILE",
     "IMPLICIT_FILE", "IMPLICIT_KEY", "INT8_FILE", "MANIFEST", "PRECISIONS",
     "REPORT_DIR", "TRT_CACHE_FILE", "TRT_PREFIX", "Bundle", "StateSpec", "engine_artifact", "engine_name",

@@ -34,6 +34,9 @@ CALIB_JSON = "calib.json"
 ENGINE_FILE = "model.{precision}.engine"
 TRT_PREFIX = "trt-"  # manifest artifact name of an engine: trt-<precision>
 OPENVINO = "openvino"  # manifest section: artifact -> its OpenVINO IR (build --target openvino)
+# How an IR holds the ONNX file's activation Q/DQ (``runtimes/openvino_qdq``); an IR entry without it
+# predates that rewrite and is stale.
+OPENVINO_QDQ = "uint8-activations"
 REPORT_DIR = "report"  # validate's default report folder
 RANGES_CACHE_DIR = ".calib-cache"  # calibrated ranges (ranges_cache.py)
 TRTEXEC_SCRIPT = "trtexec.{precision}.{version}.sh"  # build --trtexec's command for one TensorRT version

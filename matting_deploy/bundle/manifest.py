@@ -19,7 +19,7 @@ from ..errors import MattingDeployError
 from ..fileio import sha256_file, write_json
 from .checks import check_manifest
 from .commit import inside, recover
-from .layout import BUNDLE_FORMAT, MANIFEST, OPENVINO, PRECISIONS, engine_path, precision_order
+from .layout import BUNDLE_FORMAT, MANIFEST, OPENVINO, OPENVINO_QDQ, PRECISIONS, engine_path, precision_order
 
 
 @dataclass(frozen=True)
@@ -153,9 +153,10 @@ class Bundle:
 
     def openvino_ir(self, artifact: str) -> tuple[Path, Path] | None:
         """The OpenVINO IR (``.xml``, ``.bin``) ``build --target openvino`` made of ``artifact``,
-        sha256-checked; None when there is none or its ONNX source changed since (a stale IR)."""
+        sha256-checked; None when there is none, or it is stale: its ONNX source changed since, or it
+        was converted before activation Q/DQ were rewritten for OpenVINO (no ``qdq`` entry)."""
         entry = self.manifest.get(OPENVINO, {}).get(artifact)
-        if not isinstance(entry, dict):
+        if not isinstance(entry, dict) or entry.get("qdq") != OPENVINO_QDQ:
             return None
         source = self.manifest["files"].get(entry.get("source"), {})
         if source and source.get("sha256") != entry.get("source_sha256"):

@@ -1,7 +1,8 @@
 """``build --target openvino``: the OpenVINO IR (``.xml`` + ``.bin``) of each ONNX artifact, inside the
 bundle, so a machine with only ``openvino`` installed runs the bundle without reading ONNX.
 
-Each IR is converted by OpenVINO's ONNX frontend (``Core.read_model``) and written with
+Each IR is converted by OpenVINO's ONNX frontend (``Core.read_model``; signed activation Q/DQ
+rewritten as uint8 first, ``openvino_qdq``) and written with
 ``openvino.save_model(..., compress_to_fp16=False)`` (weights as the ONNX file has them); the files
 are staged and committed with one manifest update: each listed under ``files`` with its sha256, and
 the ``openvino`` section maps the artifact to its IR and the sha256 of the ONNX file it came from
@@ -15,12 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bundle import OPENVINO, Bundle, ir_names
+from ..bundle import OPENVINO, OPENVINO_QDQ, Bundle, ir_names
 from ..bundle.commit import commit
 from ..bundle.lock import bundle_lock
 from ..errors import MattingDeployError, first_line
 from ..fileio import check_dir_writable, check_writable, staging_dir
 from ..optional import require
+from .openvino_qdq import read_model
 
 
 def build_ir(bundle_dir: str | os.PathLike, artifacts: list[str] | None = None, force: bool = False,
@@ -50,7 +52,7 @@ def _build(bundle: Bundle, artifacts: list[str] | None, force: bool, log: Callab
             source = bundle.verify(name)
             xml, weights = ir_names(name)
             try:
-                ov.save_model(core.read_model(str(source)), str(stage / xml), compress_to_fp16=False)
+                ov.save_model(read_model(core, source)[0], str(stage / xml), compress_to_fp16=False)
             except Exception as e:  # OpenVINO raises RuntimeError for what its frontend cannot convert
                 raise MattingDeployError(f"{source}: OpenVINO cannot convert it ({first_line(e)})") from None
             info = {"kind": "openvino-ir", "of": name, "openvino": ov.__version__}
@@ -58,7 +60,8 @@ def _build(bundle: Bundle, artifacts: list[str] | None, force: bool, log: Callab
             bundle.add_file(weights, folder=stage, **info)
             bundle.manifest.setdefault(OPENVINO, {})[name] = {
                 "xml": xml, "bin": weights, "source": onnx[name],
-                "source_sha256": bundle.manifest["files"][onnx[name]]["sha256"], "openvino": ov.__version__}
+                "source_sha256": bundle.manifest["files"][onnx[name]]["sha256"], "openvino": ov.__version__,
+                "qdq": OPENVINO_QDQ}
             written += [xml, weights]
             log(f"{name}: {onnx[name]} -> {xml} + {weights}")
         commit(bundle.root, stage, bundle.manifest, written)

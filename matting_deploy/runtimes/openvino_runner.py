@@ -2,11 +2,13 @@
 Intel CPU, GPU or NPU.
 
 Each artifact runs with one inference-precision hint (:data:`HINTS`): ``fp32`` at f32, ``bf16``
-(model.onnx) at bf16 where the device lists BF16, ``int8`` and ``int8-cpu`` as written at f32 (the
-BF16 hint around the Q/DQ costs fidelity: see the README), ``fp16`` (model.fp16.onnx) at f32 on a
-CPU (the FP16 file's arithmetic, emulated) and at f16 on devices that list FP16. Compiled with
-``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS`` when given; compiled models are cached in
-:func:`cache_dir` (OpenVINO's ``CACHE_DIR``), so the second start skips the compilation.
+(model.onnx) at bf16 where the device lists BF16, ``int8`` at bf16 around its Q/DQ on a CPU that
+lists BF16 (else f32), ``int8-cpu`` at f32 (bf16 costs it fidelity: see the README), ``fp16``
+(model.fp16.onnx) at f32 on a CPU (the FP16 file's arithmetic, emulated) and at f16 on devices that
+list FP16. Compiled with ``PERFORMANCE_HINT=LATENCY`` and ``INFERENCE_NUM_THREADS`` when given;
+compiled models are cached in :func:`cache_dir` (OpenVINO's ``CACHE_DIR``), so the second start
+skips the compilation. ONNX files with signed activation Q/DQ are read rewritten
+(:mod:`.openvino_qdq`).
 
 RVM's states never leave the runtime: two infer requests take turns, each reading the other's
 state outputs as its state inputs (``set_tensor`` of the other request's output tensors).
@@ -26,15 +28,17 @@ import numpy as np
 from ..bundle import BF16, Bundle, StateSpec, file_artifact
 from ..errors import MattingDeployError, first_line
 from ..optional import require
+from . import openvino_qdq
 from .base import Runner, caller_feed, zero_state
 
 DEFAULT_DEVICE = "CPU"
 VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")  # OpenVINO's device combinators: passed through
 # artifact -> (hints on a CPU, hints elsewhere), each in order of preference: the first the device
-# supports (OPTIMIZATION_CAPABILITIES, see CAPABILITY) is used; none: a one-line refusal. Both INT8
-# files run at f32 around their Q/DQ: the bf16 hint there costs fidelity (official RVM on
-# composite-dev, int8-cpu: MSE 1.196x FP32 with bf16 against 1.105x with f32; bench/NOTES-openvino.md).
-HINTS = {"fp32": (("f32",), ("f32",)), "fp16": (("f32",), ("f16",)), "int8": (("f32",), ("f32",)),
+# supports (OPTIMIZATION_CAPABILITIES, see CAPABILITY) is used; none: a one-line refusal. Chosen per
+# INT8 file on the official RVM, composite-dev (bench/NOTES-openvino.md): int8 runs bf16 around its
+# Q/DQ where the CPU has BF16 (MSE 0.975x FP32 against 0.920x at f32, both within the gates; RVM 4%
+# and MODNet 12-14% faster), int8-cpu runs f32 (1.105x; 1.196x with bf16).
+HINTS = {"fp32": (("f32",), ("f32",)), "fp16": (("f32",), ("f16",)), "int8": (("bf16", "f32"), ("f32",)),
          "int8-cpu": (("f32",), ("f32",)), BF16: (("bf16",), ("bf16",))}
 CAPABILITY = {"bf16": "BF16", "f16": "FP16"}
 BF16_CHECK = "grep -o -w 'amx_bf16\\|avx512_bf16' /proc/cpuinfo"
@@ -123,7 +127,11 @@ class OvRunner(Runner):
         if self.cache is not None:
             config["CACHE_DIR"] = str(self.cache)
         try:
-            self.compiled = core().compile_model(str(self.path), self.device, config)
+            # an ONNX file with signed activation Q/DQ is compiled rewritten (openvino_qdq: OpenVINO
+            # mis-executes some signed pairs); else from its path, which OpenVINO's cache keys fastest
+            graph, self.rewritten = openvino_qdq.read_model(core(), self.path)
+            self.source = graph if self.rewritten else str(self.path)  # what is compiled (bench profiles it)
+            self.compiled = core().compile_model(self.source, self.device, config)
         except MattingDeployError:
             raise
         except Exception as e:  # OpenVINO raises RuntimeError for unreadable models and bad configs
@@ -131,7 +139,6 @@ class OvRunner(Runner):
                                      f"({first_line(e)})") from None
         # A compiled port carries every tensor name its optimised-away Identities/Converts had, and
         # get_any_name() may return any of them: name each port by the graph's own input/output name.
-        graph = core().read_model(str(self.path))
         io_names = {n for port in (*graph.inputs, *graph.outputs) for n in port.get_names()}
         self.input_names = [_graph_name(p, io_names) for p in self.compiled.inputs]
         self.output_names = [_graph_name(p, io_names) for p in self.compiled.outputs]
@@ -164,7 +171,8 @@ class OvRunner(Runner):
     def capture_note(self) -> str:
         cache = f"model cache {self.cache}" if self.cache is not None else "no model cache"
         states = "; states handed between two requests in OpenVINO" if self.state_specs else ""
-        return f"OpenVINO {self.device}, {self.hint} ({self.path.name}){states}; {cache}"
+        qdq = ", activation Q/DQ read as uint8" if self.rewritten else ""
+        return f"OpenVINO {self.device}, {self.hint} ({self.path.name}{qdq}){states}; {cache}"
 
     def _inputs(self, src: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """src and the extra inputs (checked), plus downsample_ratio where the graph takes it."""
