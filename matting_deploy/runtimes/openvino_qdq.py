@@ -29,10 +29,8 @@ import numpy as np
 if TYPE_CHECKING:
     import onnx
 
-# What an IR written by ``build --target openvino`` records under ``qdq`` in the manifest: an IR
-# without it predates this rewrite and is not used (the runner reads the ONNX file instead).
-QDQ_FORM = "uint8-activations"
-SUFFIX = "_uint8"
+SUFFIX = "_uint8"  # the rewritten zero point's initializer: <name>_uint8 (an IR records the form as
+# bundle.OPENVINO_QDQ)
 
 
 def unsigned_activations(model: onnx.ModelProto) -> int:
